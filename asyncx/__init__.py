@@ -1,0 +1,83 @@
+"""asyncx: an async-first SDK for the X (Twitter) API.
+
+It never earns an avoidable 429, never posts twice and never loses a post.
+"""
+
+from ._auth import BearerUser, OAuth1User
+from ._client import Client
+from ._errors import (
+    AlreadyPosted,
+    APIError,
+    DuplicateContent,
+    ErrorDetail,
+    FieldError,
+    Forbidden,
+    NotFound,
+    Problem,
+    RateLimited,
+    ServerError,
+    StoreUnavailable,
+    TransportError,
+    Unauthorized,
+    ValidationError,
+    XError,
+)
+from ._models import (
+    AddCollectionEntry,
+    Bookmark,
+    CollectionChange,
+    CollectionError,
+    CollectionResult,
+    CreateTweet,
+    CurateCollection,
+    Geo,
+    Media,
+    Poll,
+    RateLimit,
+    Reply,
+    Tweet,
+)
+from ._transport import MockTransport, Response, Timeouts, WireRequest
+from ._validation import weighted_length
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "APIError",
+    "AddCollectionEntry",
+    "AlreadyPosted",
+    "BearerUser",
+    "Bookmark",
+    "Client",
+    "CollectionChange",
+    "CollectionError",
+    "CollectionResult",
+    "CreateTweet",
+    "CurateCollection",
+    "DuplicateContent",
+    "ErrorDetail",
+    "FieldError",
+    "Forbidden",
+    "Geo",
+    "Media",
+    "MockTransport",
+    "NotFound",
+    "OAuth1User",
+    "Poll",
+    "Problem",
+    "RateLimit",
+    "RateLimited",
+    "Reply",
+    "Response",
+    "ServerError",
+    "StoreUnavailable",
+    "Timeouts",
+    "TransportError",
+    "Tweet",
+    "Unauthorized",
+    "ValidationError",
+    "WireRequest",
+    "XError",
+    "__version__",
+    "weighted_length",
+]

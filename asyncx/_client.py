@@ -1,0 +1,256 @@
+"""The client: endpoint coroutines over one send path you can read top to bottom.
+
+``send`` validates and prepares the request, then ``_send_retrying`` retries around
+``_send_budgeted``, which holds a rate-limit permit around ``_send_single``: the only step that does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import aiohttp
+
+from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
+from ._endpoints import Endpoint, Prepared, endpoint_for
+from ._errors import APIError, ValidationError, error_from_response
+from ._headers import read_limits, retry_after, server_date
+from ._models import (
+    AddCollectionEntry,
+    Bookmark,
+    CollectionChange,
+    CollectionResult,
+    CreateTweet,
+    CurateCollection,
+    Geo,
+    Media,
+    Poll,
+    RateLimit,
+    Reply,
+    Request,
+    Tweet,
+)
+from ._scheduler import Scheduler, Unlimited
+from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
+
+__all__ = ["DEFAULT_BASE_URL", "Client"]
+
+log = logging.getLogger("asyncx")
+
+DEFAULT_BASE_URL = "https://api.twitter.com"
+
+T = TypeVar("T")
+
+_NestedArg = Mapping[str, Any] | None
+_DEFAULT_TIMEOUTS = Timeouts()
+
+
+class Client:
+    """An X API client for many users at once. Use it as ``async with asyncx.Client(...) as client``.
+
+    ``consumer_key`` and ``consumer_secret`` are the app's keys, needed for OAuth 1.0a users.
+    ``session`` is an aiohttp session to use (never closed by the client); ``user`` a default user
+    for every call; ``rate_limits`` overrides the default limits per endpoint name.
+
+    Example::
+
+        async with asyncx.Client(consumer_key=KEY, consumer_secret=SECRET) as client:
+            alice = asyncx.OAuth1User(access_token=TOKEN, access_token_secret=TOKEN_SECRET)
+            post = await client.create_tweet(text="hello", user=alice)
+    """
+
+    def __init__(
+        self,
+        consumer_key: str | None = None,
+        consumer_secret: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        user: User | None = None,
+        rate_limits: Mapping[str, RateLimit | Sequence[RateLimit]] | None = None,
+        timeouts: Timeouts = _DEFAULT_TIMEOUTS,
+        max_connections: int = 100,
+        transport: Transport | None = None,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        self.base_url = check_base_url(base_url)
+        if (consumer_key is None) != (consumer_secret is None):
+            raise ValidationError("consumer_key and consumer_secret go together", field="consumer_secret")
+        self._signer = (
+            OAuth1Signer(consumer_key, consumer_secret) if consumer_key and consumer_secret else None
+        )
+        self._user = user
+        self.rate_limits = dict(rate_limits or {})
+        self._transport: Transport = transport or AiohttpTransport(
+            session, timeouts=timeouts, max_connections=max_connections
+        )
+        self._scheduler: Scheduler = scheduler or Unlimited()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections the client opened (a session it was given stays open)."""
+        if not self._closed:
+            self._closed = True
+            await self._transport.aclose()
+
+    # -- endpoint coroutines ----------------------------------------------------------------------
+
+    async def create_tweet(
+        self,
+        *,
+        text: str | None = None,
+        quote_tweet_id: str | None = None,
+        for_super_followers_only: bool = False,
+        reply: Reply | _NestedArg = None,
+        media: Media | _NestedArg = None,
+        poll: Poll | _NestedArg = None,
+        reply_settings: str | None = None,
+        geo: Geo | _NestedArg = None,
+        direct_message_deep_link: str | None = None,
+        user: User | None = None,
+    ) -> Tweet:
+        """Create a post (``POST /2/tweets``) as ``user``. Nested fields take their class or a dict."""
+        request = CreateTweet(
+            text=text,
+            quote_tweet_id=quote_tweet_id,
+            for_super_followers_only=for_super_followers_only,
+            reply=reply,
+            media=media,
+            poll=poll,
+            reply_settings=reply_settings,
+            geo=geo,
+            direct_message_deep_link=direct_message_deep_link,
+        )
+        return await self.send(request, user=user)
+
+    async def bookmark(self, tweet_id: str, *, user: BearerUser | None = None) -> bool:
+        """Bookmark a post for ``user``, an OAuth 2.0 user; true when bookmarked."""
+        return await self.send(Bookmark(tweet_id), user=user)
+
+    async def add_collection_entry(
+        self,
+        id: str,
+        tweet_id: str,
+        *,
+        user: OAuth1User | None = None,
+        relative_to: str | None = None,
+        above: bool = True,
+    ) -> CollectionResult:
+        """Add a post to collection ``id`` (``custom-<digits>``) as an OAuth 1.0a user."""
+        return await self.send(AddCollectionEntry(id, tweet_id, relative_to, above), user=user)
+
+    async def curate_collection(
+        self,
+        id: str,
+        changes: Iterable[CollectionChange | Mapping[str, str]],
+        *,
+        user: OAuth1User | None = None,
+    ) -> CollectionResult:
+        """Apply 1 to 100 ``{"op": "add"|"remove", "tweet_id": ...}`` changes to collection ``id``."""
+        return await self.send(CurateCollection(id, changes), user=user)
+
+    # -- the send path ----------------------------------------------------------------------------
+
+    @overload
+    async def send(self, request: CreateTweet, *, user: User | None = None) -> Tweet: ...
+    @overload
+    async def send(self, request: Bookmark, *, user: User | None = None) -> bool: ...
+    @overload
+    async def send(
+        self, request: AddCollectionEntry | CurateCollection, *, user: User | None = None
+    ) -> CollectionResult: ...
+
+    async def send(self, request: Request, *, user: User | None = None) -> Any:
+        """Send a request object as ``user`` (or the client's default user) and return its result."""
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        endpoint = endpoint_for(request)
+        actual = self._user_for(user)
+        endpoint.check_user(actual)
+        prepared = endpoint.prepare(request, actual, self.base_url)
+        return await self._send_retrying(endpoint, prepared, actual)
+
+    def _user_for(self, user: User | None) -> User:
+        user = user if user is not None else self._user
+        if user is None:
+            raise ValidationError("no user given and the client has no default user", field="user")
+        if not isinstance(user, (OAuth1User, BearerUser)):
+            raise ValidationError(
+                f"must be an OAuth1User or a BearerUser, got {type(user).__name__}", field="user"
+            )
+        if isinstance(user, OAuth1User) and self._signer is None:
+            raise ValidationError(
+                "OAuth 1.0a users need the client's consumer_key and consumer_secret", field="user"
+            )
+        return user
+
+    async def _send_retrying(self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User) -> T:
+        return await self._send_budgeted(endpoint, prepared, user)
+
+    async def _send_budgeted(self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User) -> T:
+        async with self._scheduler.acquire(user.key, endpoint.name, max_wait=None) as permit:
+            response = await self._send_single(prepared, user)
+            permit.settle(response)
+        return self._result(endpoint, response)
+
+    async def _send_single(self, prepared: Prepared, user: User) -> Response:
+        return await self._transport.send(self._sign(prepared, user))
+
+    def _sign(self, prepared: Prepared, user: User) -> WireRequest:
+        if isinstance(user, BearerUser):
+            authorization = user.authorization
+        else:
+            assert self._signer is not None  # checked in _user_for
+            authorization = self._signer.authorization(prepared.method, prepared.url, prepared.form, user)
+        headers = {"Authorization": authorization, "Content-Type": prepared.content_type}
+        return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
+
+    def _result(self, endpoint: Endpoint[Any, T], response: Response) -> T:
+        data = _decode(response.body)
+        if response.status >= 400:
+            raise error_from_response(response.status, data, response.headers, retry_at=_retry_at(response))
+        if data is None:
+            raise APIError(
+                response.status, headers=response.headers, message=f"{endpoint.name}: empty or non-JSON body"
+            )
+        return endpoint.parse(data)
+
+
+def _decode(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _retry_at(response: Response) -> float | None:
+    """Local time at which the budget that refused a 429 comes back, read against the server's clock."""
+    received = response.received_at or time.time()
+    after = retry_after(response.headers)
+    if after is not None:
+        return received + after
+    readings = read_limits(response.headers)
+    exhausted = [r.reset for r in readings if r.remaining == 0] or [r.reset for r in readings]
+    if not exhausted:
+        return None
+    server_now = server_date(response.headers)
+    # Date is truncated to the second: the server's clock is up to 1 s past it.
+    offset = 0.0 if server_now is None else received - (server_now + 0.5)
+    return max(exhausted) + offset

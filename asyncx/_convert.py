@@ -1,0 +1,33 @@
+"""The one cattrs converter: request classes to wire bodies, response JSON to result models."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn
+
+from ._models import CollectionChange, CreateTweet, CurateCollection, Geo, Media, Poll, Reply
+
+__all__ = ["converter", "structure", "unstructure"]
+
+T = TypeVar("T")
+
+#: Leaves out fields at their defaults, so a body carries only what the caller set.
+converter = cattrs.Converter()
+
+# Parts first: a class's generated hook captures the hooks of its fields when it is made.
+for _cls in (Reply, Media, Poll, Geo, CollectionChange, CreateTweet, CurateCollection):
+    converter.register_unstructure_hook(
+        _cls, make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True)
+    )
+
+
+def unstructure(obj: Any) -> Any:
+    """A request (or part of one) as JSON-ready data."""
+    return converter.unstructure(obj)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Response data as a result model."""
+    return converter.structure(data, cls)

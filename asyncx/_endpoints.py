@@ -1,0 +1,149 @@
+"""What each endpoint needs: which users may call it, its wire form, and how to read its answer.
+
+``endpoint_for(request)`` gives the ``Endpoint`` of a request class. ``prepare`` builds the body once
+per call; signing happens per attempt, in the client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from ._auth import BearerUser, OAuth1User, User, percent_encode
+from ._convert import structure, unstructure
+from ._errors import APIError, ValidationError
+from ._models import (
+    AddCollectionEntry,
+    Bookmark,
+    CollectionError,
+    CollectionResult,
+    CreateTweet,
+    CurateCollection,
+    Request,
+    Tweet,
+)
+
+__all__ = ["ENDPOINTS", "Endpoint", "Prepared", "endpoint_for"]
+
+R = TypeVar("R", bound=Request)
+T = TypeVar("T")
+
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+
+
+@attrs.frozen
+class Prepared:
+    """A request's wire form before signing: the body is encoded once per call, not per attempt."""
+
+    method: str
+    url: str
+    content_type: str
+    body: bytes
+    form: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class Endpoint(Generic[R, T]):
+    """One X endpoint. ``name`` is the coroutine's name, and so the key of its rate budgets."""
+
+    name: str
+    path: str
+    users: tuple[type, ...]
+    _body: Callable[[R], tuple[str, bytes, tuple[tuple[str, str], ...]]]
+    _parse: Callable[[Any], T]
+
+    def check_user(self, user: User) -> None:
+        """Refuse a user whose kind of auth this endpoint does not take, before anything is sent."""
+        if not isinstance(user, self.users):
+            wanted = " or ".join(
+                "an OAuth 1.0a user" if u is OAuth1User else "an OAuth 2.0 user (BearerUser)"
+                for u in self.users
+            )
+            raise ValidationError(f"{self.name} needs {wanted}, got {type(user).__name__}", field="user")
+
+    def prepare(self, request: R, user: User, base_url: str) -> Prepared:
+        content_type, body, form = self._body(request)
+        path = self.path.format(user_id=getattr(user, "user_id", ""))
+        return Prepared("POST", base_url + path, content_type, body, form)
+
+    def parse(self, data: Any) -> T:
+        """The result model for a success body; an ``APIError`` if the body is not what X documents."""
+        try:
+            return self._parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise APIError(200, body=data, message=f"{self.name}: unexpected response body ({exc})") from None
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _json_body(request: Request) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    return _JSON, _json(unstructure(request)), ()
+
+
+def _bookmark_body(request: Bookmark) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    return _JSON, _json({"tweet_id": request.tweet_id}), ()
+
+
+def _collection_add_body(request: AddCollectionEntry) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    form: list[tuple[str, str]] = [("id", request.id), ("tweet_id", request.tweet_id)]
+    if request.relative_to is not None:
+        form += [("relative_to", request.relative_to), ("above", "true" if request.above else "false")]
+    body = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in form)
+    return _FORM, body.encode(), tuple(form)
+
+
+def _tweet(data: Any) -> Tweet:
+    errors = data.get("errors") or ()
+    return structure({**data["data"], "errors": errors}, Tweet)
+
+
+def _bookmarked(data: Any) -> bool:
+    return bool(data["data"]["bookmarked"])
+
+
+def _collection_result(data: Any) -> CollectionResult:
+    response = data.get("response") or {}
+    errors = []
+    for item in response.get("errors") or ():
+        change: Mapping[str, Any] = item.get("change") or {}
+        errors.append(
+            CollectionError(
+                str(change.get("op", "")), str(change.get("tweet_id", "")), str(item.get("reason", ""))
+            )
+        )
+    return CollectionResult(errors=tuple(errors))
+
+
+ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
+    CreateTweet: Endpoint("create_tweet", "/2/tweets", (OAuth1User, BearerUser), _json_body, _tweet),
+    Bookmark: Endpoint(
+        "bookmark", "/2/users/{user_id}/bookmarks", (BearerUser,), _bookmark_body, _bookmarked
+    ),
+    AddCollectionEntry: Endpoint(
+        "add_collection_entry",
+        "/1.1/collections/entries/add.json",
+        (OAuth1User,),
+        _collection_add_body,
+        _collection_result,
+    ),
+    CurateCollection: Endpoint(
+        "curate_collection",
+        "/1.1/collections/entries/curate.json",
+        (OAuth1User,),
+        _json_body,
+        _collection_result,
+    ),
+}
+
+
+def endpoint_for(request: Request) -> Endpoint[Any, Any]:
+    try:
+        return ENDPOINTS[type(request)]
+    except KeyError:
+        raise TypeError(f"not an asyncx request: {type(request).__name__}") from None

@@ -1,0 +1,312 @@
+"""Frozen attrs classes for requests, their nested parts, results and configuration.
+
+Request classes validate themselves when built: an instance that exists is valid, so ``Client.send``
+never sends a bad one. Nested parts accept their own class or a plain dict of the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from . import _validation as v
+from ._errors import FieldError, ValidationError
+
+__all__ = [
+    "AddCollectionEntry",
+    "Bookmark",
+    "CollectionChange",
+    "CollectionError",
+    "CollectionResult",
+    "CreateTweet",
+    "CurateCollection",
+    "Geo",
+    "Media",
+    "Poll",
+    "RateLimit",
+    "Reply",
+    "Request",
+    "Tweet",
+]
+
+_Ids = Iterable[str | int]
+_Dict = Mapping[str, Any]
+
+
+# Named converters: each accepts what callers may pass and leaves bad values for the checks to report.
+def _id(value: str | int) -> str:
+    return v.to_id(value)  # type: ignore[return-value]
+
+
+def _opt_id(value: str | int | None) -> str | None:
+    return v.to_id(value)  # type: ignore[return-value]
+
+
+def _ids(value: _Ids) -> tuple[str, ...]:
+    return v.to_tuple(v.to_id)(value)  # type: ignore[return-value]
+
+
+def _strs(value: Iterable[str]) -> tuple[str, ...]:
+    return v.to_tuple()(value)  # type: ignore[return-value]
+
+
+@attrs.frozen
+class RateLimit:
+    """A fixed window: at most ``requests`` sends per ``window_seconds``, all returned at its reset."""
+
+    requests: int
+    window_seconds: float
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_range(errors, "requests", self.requests, 1, 10**9)
+        if (
+            isinstance(self.window_seconds, bool)
+            or not isinstance(self.window_seconds, (int, float))
+            or not (self.window_seconds > 0)
+        ):
+            errors.append(
+                FieldError("window_seconds", f"must be a positive number, got {self.window_seconds!r}")
+            )
+        v.raise_if(errors)
+
+
+# -- nested parts of a post -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Reply:
+    """Makes a post a reply to ``in_reply_to_tweet_id``."""
+
+    in_reply_to_tweet_id: str = attrs.field(converter=_id)
+    exclude_reply_user_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_id(errors, "in_reply_to_tweet_id", self.in_reply_to_tweet_id)
+        v.check_ids(errors, "exclude_reply_user_ids", self.exclude_reply_user_ids, 0, 10**6)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class Media:
+    """Attaches 1 to 4 uploaded media to a post, optionally tagging users in them."""
+
+    media_ids: tuple[str, ...] = attrs.field(converter=_ids)
+    tagged_user_ids: tuple[str, ...] = attrs.field(default=(), converter=_ids)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_ids(errors, "media_ids", self.media_ids, 1, 4)
+        v.check_ids(errors, "tagged_user_ids", self.tagged_user_ids, 0, 10)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class Poll:
+    """A poll of 2 to 4 options of 1 to 25 characters, open for 5 to 10080 minutes."""
+
+    options: tuple[str, ...] = attrs.field(converter=_strs)
+    duration_minutes: int
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if not isinstance(self.options, tuple) or not 2 <= len(self.options) <= 4:
+            errors.append(FieldError("options", f"must be a list of 2 to 4 options, got {self.options!r}"))
+        else:
+            for i, option in enumerate(self.options):
+                if not isinstance(option, str) or not 1 <= len(option) <= 25:
+                    errors.append(FieldError(f"options[{i}]", f"must be 1 to 25 characters, got {option!r}"))
+        v.check_range(errors, "duration_minutes", self.duration_minutes, 5, 10080)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class Geo:
+    """Tags a post with a place."""
+
+    place_id: str
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.place_id, str) or not self.place_id:
+            raise ValidationError("must be a non-empty string", field="place_id")
+
+
+_to_reply, _to_media, _to_poll, _to_geo = v.nested(Reply), v.nested(Media), v.nested(Poll), v.nested(Geo)
+
+
+def _reply(value: Reply | _Dict | None) -> Reply | None:
+    return _to_reply(value)  # type: ignore[return-value]
+
+
+def _media(value: Media | _Dict | None) -> Media | None:
+    return _to_media(value)  # type: ignore[return-value]
+
+
+def _poll(value: Poll | _Dict | None) -> Poll | None:
+    return _to_poll(value)  # type: ignore[return-value]
+
+
+def _geo(value: Geo | _Dict | None) -> Geo | None:
+    return _to_geo(value)  # type: ignore[return-value]
+
+
+# -- requests -----------------------------------------------------------------------------------------
+
+
+class Request:
+    """Base of the request classes that ``Client.send`` accepts."""
+
+    __slots__ = ()
+
+
+@attrs.frozen(kw_only=True)
+class CreateTweet(Request):
+    """``POST /2/tweets``: create a post. Every body field of the endpoint is a keyword here."""
+
+    text: str | None = None
+    quote_tweet_id: str | None = attrs.field(default=None, converter=_opt_id)
+    for_super_followers_only: bool = False
+    reply: Reply | None = attrs.field(default=None, converter=_reply)
+    media: Media | None = attrs.field(default=None, converter=_media)
+    poll: Poll | None = attrs.field(default=None, converter=_poll)
+    reply_settings: str | None = None
+    geo: Geo | None = attrs.field(default=None, converter=_geo)
+    direct_message_deep_link: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if self.text is not None:
+            v.check_text(errors, "text", self.text)
+        if self.quote_tweet_id is not None:
+            v.check_id(errors, "quote_tweet_id", self.quote_tweet_id)
+        v.check_bool(errors, "for_super_followers_only", self.for_super_followers_only)
+        for name in ("reply", "media", "poll", "geo"):
+            v.check_nested(errors, name, getattr(self, name))
+        if self.reply_settings is not None:
+            v.check_choice(errors, "reply_settings", self.reply_settings, v.REPLY_SETTINGS)
+        if self.direct_message_deep_link is not None and (
+            not isinstance(self.direct_message_deep_link, str)
+            or not self.direct_message_deep_link.startswith("https://")
+        ):
+            errors.append(FieldError("direct_message_deep_link", "must be an https:// link"))
+        attached = [n for n in ("media", "poll", "quote_tweet_id") if getattr(self, n) is not None]
+        if len(attached) > 1:
+            errors.append(FieldError(attached[1], f"{' and '.join(attached)} cannot be used together"))
+        if self.text is None and not attached:
+            errors.append(FieldError("text", "a post needs text, media, a poll or a quote"))
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class Bookmark(Request):
+    """``POST /2/users/:id/bookmarks``: bookmark a post for the (OAuth 2.0) user sending it."""
+
+    tweet_id: str = attrs.field(converter=_id)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_id(errors, "tweet_id", self.tweet_id)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class AddCollectionEntry(Request):
+    """``POST 1.1 collections/entries/add``: put a post into a collection (OAuth 1.0a).
+
+    With ``relative_to``, the post goes just above (or below) that entry.
+    """
+
+    id: str
+    tweet_id: str = attrs.field(converter=_id)
+    relative_to: str | None = attrs.field(default=None, converter=_opt_id)
+    above: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_collection_id(errors, "id", self.id)
+        v.check_id(errors, "tweet_id", self.tweet_id)
+        if self.relative_to is not None:
+            v.check_id(errors, "relative_to", self.relative_to)
+        v.check_bool(errors, "above", self.above)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class CollectionChange:
+    """One change of a curate request: ``op`` is ``add`` or ``remove``."""
+
+    op: str
+    tweet_id: str = attrs.field(converter=_id)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_choice(errors, "op", self.op, v.CURATE_OPS)
+        v.check_id(errors, "tweet_id", self.tweet_id)
+        v.raise_if(errors)
+
+
+_to_change = v.nested(CollectionChange)
+
+
+def _changes(value: Iterable[CollectionChange | _Dict]) -> tuple[CollectionChange, ...]:
+    return v.to_tuple(_to_change)(value)  # type: ignore[return-value]
+
+
+@attrs.frozen
+class CurateCollection(Request):
+    """``POST 1.1 collections/entries/curate``: 1 to 100 adds and removes in one request (OAuth 1.0a)."""
+
+    id: str
+    changes: tuple[CollectionChange, ...] = attrs.field(converter=_changes)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_collection_id(errors, "id", self.id)
+        if not isinstance(self.changes, tuple) or not 1 <= len(self.changes) <= 100:
+            count = len(self.changes) if isinstance(self.changes, tuple) else type(self.changes).__name__
+            errors.append(FieldError("changes", f"must hold 1 to 100 changes, got {count}"))
+        else:
+            for i, change in enumerate(self.changes):
+                v.check_nested(errors, f"changes[{i}]", change)
+        v.raise_if(errors)
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Tweet:
+    """A created post. ``errors`` holds any partial errors X returned beside it."""
+
+    id: str
+    text: str
+    errors: tuple[Mapping[str, Any], ...] = ()
+
+
+@attrs.frozen
+class CollectionError:
+    """A change X did not apply, and why (``duplicate``, ``not_found``, ...)."""
+
+    op: str
+    tweet_id: str
+    reason: str
+
+
+@attrs.frozen
+class CollectionResult:
+    """The outcome of a collection add or curate: X answers 200 and lists the changes it refused.
+
+    ``applied_earlier`` holds the changes refused as ``duplicate`` after an earlier attempt of the same
+    call went unanswered: they were applied by that attempt.
+    """
+
+    errors: tuple[CollectionError, ...] = ()
+    applied_earlier: tuple[CollectionError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every change was applied."""
+        return not self.errors

@@ -1,0 +1,189 @@
+"""Wire formats, checked with aioresponses: exact JSON and form bodies, headers and paths."""
+
+import json
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+import asyncx
+
+BASE = "https://api.twitter.com"
+ALICE = asyncx.OAuth1User(access_token="111-alicetoken", access_token_secret="alicesecret")
+BOB = asyncx.BearerUser(access_token="bobtoken", user_id="2244994945")
+
+
+def _sent(mocked: aioresponses, method: str, url: str) -> Any:
+    calls = mocked.requests[(method, URL(url))]
+    assert len(calls) == 1
+    return calls[0].kwargs
+
+
+@pytest.fixture
+def mocked():
+    with aioresponses() as m:
+        yield m
+
+
+async def test_create_tweet_exact_json_body_bearer(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "1", "text": "hi"}})
+    async with asyncx.Client() as client:
+        post = await client.create_tweet(
+            text="hi",
+            user=BOB,
+            reply={"in_reply_to_tweet_id": "9"},
+            reply_settings="following",
+            geo=asyncx.Geo("p1"),
+        )
+    assert post == asyncx.Tweet(id="1", text="hi")
+    sent = _sent(mocked, "POST", f"{BASE}/2/tweets")
+    assert json.loads(sent["data"]) == {
+        "text": "hi",
+        "reply": {"in_reply_to_tweet_id": "9"},
+        "reply_settings": "following",
+        "geo": {"place_id": "p1"},
+    }
+    assert sent["headers"]["Authorization"] == "Bearer bobtoken"
+    assert sent["headers"]["Content-Type"] == "application/json"
+
+
+async def test_every_create_tweet_field_on_the_wire(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "2", "text": "t"}})
+    async with asyncx.Client() as client:
+        await client.create_tweet(
+            text="t",
+            for_super_followers_only=True,
+            reply={"in_reply_to_tweet_id": "9", "exclude_reply_user_ids": [7]},
+            media={"media_ids": ["5", "6"], "tagged_user_ids": ["8"]},
+            reply_settings="mentionedUsers",
+            geo={"place_id": "p"},
+            direct_message_deep_link="https://twitter.com/messages/compose?recipient_id=1",
+            user=BOB,
+        )
+    assert json.loads(_sent(mocked, "POST", f"{BASE}/2/tweets")["data"]) == {
+        "text": "t",
+        "for_super_followers_only": True,
+        "reply": {"in_reply_to_tweet_id": "9", "exclude_reply_user_ids": ["7"]},
+        "media": {"media_ids": ["5", "6"], "tagged_user_ids": ["8"]},
+        "reply_settings": "mentionedUsers",
+        "geo": {"place_id": "p"},
+        "direct_message_deep_link": "https://twitter.com/messages/compose?recipient_id=1",
+    }
+
+
+async def test_poll_and_quote_bodies(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "3", "text": "q"}}, repeat=True)
+    async with asyncx.Client() as client:
+        await client.create_tweet(text="q", poll={"options": ["a", "b"], "duration_minutes": 60}, user=BOB)
+        await client.create_tweet(quote_tweet_id=4, user=BOB)
+    bodies = [json.loads(c.kwargs["data"]) for c in mocked.requests[("POST", URL(f"{BASE}/2/tweets"))]]
+    assert bodies == [
+        {"text": "q", "poll": {"options": ["a", "b"], "duration_minutes": 60}},
+        {"quote_tweet_id": "4"},
+    ]
+
+
+async def test_oauth1_post_is_signed_without_the_json_body(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "1", "text": "hello"}})
+    async with asyncx.Client(consumer_key="ck", consumer_secret="cs") as client:
+        await client.create_tweet(text="hello", user=ALICE)
+    headers = _sent(mocked, "POST", f"{BASE}/2/tweets")["headers"]
+    auth = headers["Authorization"]
+    assert auth.startswith('OAuth oauth_consumer_key="ck"')
+    assert 'oauth_token="111-alicetoken"' in auth and "oauth_signature=" in auth
+    assert "text" not in auth and "cs" not in auth.split("oauth_signature=")[0].replace("ck", "")
+
+
+async def test_bookmark_path_uses_the_token_user(mocked: aioresponses) -> None:
+    url = f"{BASE}/2/users/2244994945/bookmarks"
+    mocked.post(url, status=200, payload={"data": {"bookmarked": True}})
+    async with asyncx.Client() as client:
+        assert await client.bookmark("1460323737035677698", user=BOB) is True
+    assert json.loads(_sent(mocked, "POST", url)["data"]) == {"tweet_id": "1460323737035677698"}
+
+
+async def test_collection_add_is_a_signed_form(mocked: aioresponses) -> None:
+    url = f"{BASE}/1.1/collections/entries/add.json"
+    mocked.post(url, status=200, payload={"objects": {}, "response": {"errors": []}})
+    async with asyncx.Client(consumer_key="ck", consumer_secret="cs") as client:
+        res = await client.add_collection_entry("custom-123", "42", user=ALICE, relative_to="41", above=False)
+    assert res == asyncx.CollectionResult() and res.ok
+    sent = _sent(mocked, "POST", url)
+    assert sent["data"] == b"id=custom-123&tweet_id=42&relative_to=41&above=false"
+    assert sent["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert sent["headers"]["Authorization"].startswith("OAuth ")
+
+
+async def test_collection_add_without_relative_to_sends_only_ids(mocked: aioresponses) -> None:
+    url = f"{BASE}/1.1/collections/entries/add.json"
+    mocked.post(url, status=200, payload={"objects": {}, "response": {}})
+    async with asyncx.Client(consumer_key="ck", consumer_secret="cs") as client:
+        await client.add_collection_entry("custom-123", "42", user=ALICE)
+    assert _sent(mocked, "POST", url)["data"] == b"id=custom-123&tweet_id=42"
+
+
+async def test_curate_json_body_and_per_change_errors(mocked: aioresponses) -> None:
+    url = f"{BASE}/1.1/collections/entries/curate.json"
+    body = {
+        "objects": {},
+        "response": {"errors": [{"change": {"op": "add", "tweet_id": "7"}, "reason": "duplicate"}]},
+    }
+    mocked.post(url, status=200, payload=body)
+    async with asyncx.Client(consumer_key="ck", consumer_secret="cs") as client:
+        res = await client.curate_collection(
+            "custom-1", [{"op": "add", "tweet_id": "7"}, asyncx.CollectionChange("remove", "8")], user=ALICE
+        )
+    assert res.errors == (asyncx.CollectionError("add", "7", "duplicate"),)
+    assert not res.ok
+    assert json.loads(_sent(mocked, "POST", url)["data"]) == {
+        "id": "custom-1",
+        "changes": [{"op": "add", "tweet_id": "7"}, {"op": "remove", "tweet_id": "8"}],
+    }
+
+
+async def test_x_com_base_url_works(mocked: aioresponses) -> None:
+    mocked.post("https://api.x.com/2/tweets", status=201, payload={"data": {"id": "1", "text": "x"}})
+    async with asyncx.Client(base_url="https://api.x.com/") as client:
+        assert (await client.create_tweet(text="x", user=BOB)).id == "1"
+
+
+async def test_partial_errors_kept_on_201(mocked: aioresponses) -> None:
+    partial = [{"title": "Not Found Error", "detail": "Could not find place", "type": "x"}]
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "1", "text": "x"}, "errors": partial})
+    async with asyncx.Client() as client:
+        post = await client.create_tweet(text="x", user=BOB)
+    assert post.errors == tuple(partial)
+
+
+async def test_error_response_raises_typed_error_with_headers(mocked: aioresponses) -> None:
+    problem = {
+        "title": "Forbidden",
+        "type": "about:blank",
+        "status": 403,
+        "detail": "You are not allowed to create a Tweet with duplicate content.",
+    }
+    mocked.post(f"{BASE}/2/tweets", status=403, payload=problem, headers={"x-rate-limit-remaining": "9"})
+    async with asyncx.Client() as client:
+        with pytest.raises(asyncx.DuplicateContent) as info:
+            await client.create_tweet(text="x", user=BOB)
+    assert info.value.status == 403
+    assert info.value.headers["x-rate-limit-remaining"] == "9"
+    assert info.value.problem is not None and info.value.problem.title == "Forbidden"
+
+
+async def test_client_default_user_and_send_with_request_object(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "5", "text": "r"}})
+    async with asyncx.Client(user=BOB) as client:
+        post = await client.send(asyncx.CreateTweet(text="r"))
+    assert post.id == "5"
+
+
+async def test_given_session_is_not_closed(mocked: aioresponses) -> None:
+    import aiohttp
+
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"data": {"id": "5", "text": "r"}})
+    async with aiohttp.ClientSession() as session:
+        async with asyncx.Client(session=session) as client:
+            await client.create_tweet(text="r", user=BOB)
+        assert not session.closed

@@ -1,0 +1,56 @@
+"""The public surface is exactly what ``asyncx.__all__`` lists, sorted, and nothing private leaks."""
+
+import asyncx
+
+EXPECTED = [
+    "APIError",
+    "AddCollectionEntry",
+    "AlreadyPosted",
+    "BearerUser",
+    "Bookmark",
+    "Client",
+    "CollectionChange",
+    "CollectionError",
+    "CollectionResult",
+    "CreateTweet",
+    "CurateCollection",
+    "DuplicateContent",
+    "ErrorDetail",
+    "FieldError",
+    "Forbidden",
+    "Geo",
+    "Media",
+    "MockTransport",
+    "NotFound",
+    "OAuth1User",
+    "Poll",
+    "Problem",
+    "RateLimit",
+    "RateLimited",
+    "Reply",
+    "Response",
+    "ServerError",
+    "StoreUnavailable",
+    "Timeouts",
+    "TransportError",
+    "Tweet",
+    "Unauthorized",
+    "ValidationError",
+    "WireRequest",
+    "XError",
+    "__version__",
+    "weighted_length",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert asyncx.__all__ == EXPECTED
+    assert asyncx.__all__ == sorted(asyncx.__all__)
+
+
+def test_every_exported_name_exists_and_is_public() -> None:
+    for name in asyncx.__all__:
+        assert hasattr(asyncx, name), name
+    public = {n for n in vars(asyncx) if not n.startswith("_")}
+    # Submodules imported by the package show up as attributes; only the exported names are API.
+    assert public - set(EXPECTED) <= {"testing", "bulk"}

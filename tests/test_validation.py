@@ -1,0 +1,155 @@
+"""Text weighting per twitter-text v3 and the field checks that run before anything is sent."""
+
+import pytest
+from hypothesis import given
+from twitter_text import parse_tweet
+
+import asyncx
+
+from .strategies import any_text, ascii_text
+
+
+def test_280_ascii_passes_281_fails() -> None:
+    assert asyncx.CreateTweet(text="a" * 280).text == "a" * 280
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.CreateTweet(text="a" * 281)
+    assert info.value.field == "text"
+    assert "281" in str(info.value)
+
+
+def test_140_emoji_pass_141_fail() -> None:
+    asyncx.CreateTweet(text="😀" * 140)
+    with pytest.raises(asyncx.ValidationError, match="weighted length 282"):
+        asyncx.CreateTweet(text="😀" * 141)
+
+
+@pytest.mark.parametrize(
+    ("text", "weight"),
+    [
+        ("hello", 5),
+        ("日本語", 6),  # CJK weighs 2
+        ("é", 1),  # NFC-normalised first: one code point
+        ("e\u0301", 1),
+        ("👨‍👩‍👧‍👦", 2),  # a ZWJ sequence is one emoji
+        ("👍🏽", 2),  # skin tone modifier
+        ("see https://example.com/" + "x" * 200, 4 + 23),  # every URL weighs 23
+        ("example.com", 23),  # a bare domain is a URL too
+        ("a.b", 3),  # not a URL: no known TLD
+        ("\u2018quotes\u2019", 8),  # 8216-8217 are in a weight-1 range
+        ("\u2026", 2),  # 8230 is not
+    ],
+)
+def test_weighted_length_known_cases(text: str, weight: int) -> None:
+    assert asyncx.weighted_length(text) == weight
+
+
+@given(ascii_text)
+def test_ascii_fast_path_agrees_with_twitter_text(text: str) -> None:
+    if text:
+        assert asyncx.weighted_length(text) == parse_tweet(text).weightedLength
+
+
+@given(any_text)
+def test_weighted_length_agrees_with_twitter_text(text: str) -> None:
+    if text:
+        assert asyncx.weighted_length(text) == parse_tweet(text).weightedLength
+
+
+def test_invalid_characters_refused() -> None:
+    with pytest.raises(asyncx.ValidationError, match="characters"):
+        asyncx.CreateTweet(text="bad \ufffe char")
+
+
+@pytest.mark.parametrize("value", ["", "abc", "12345678901234567890", "-1", "1.0", " 1"])
+def test_bad_ids_refused(value: str) -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.Bookmark(value)
+    assert info.value.field == "tweet_id"
+
+
+def test_int_ids_accepted_as_strings() -> None:
+    assert asyncx.Bookmark(1234).tweet_id == "1234"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["123", "custom-", "custom-abc", "Custom-1", "custom-1 "])
+def test_bad_collection_ids_refused(value: str) -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.AddCollectionEntry(value, "1")
+    assert info.value.field == "id"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"media": {"media_ids": ["1"]}, "poll": {"options": ["a", "b"], "duration_minutes": 5}}, "poll"),
+        ({"media": {"media_ids": ["1"]}, "quote_tweet_id": "2"}, "quote_tweet_id"),
+        ({"poll": {"options": ["a", "b"], "duration_minutes": 5}, "quote_tweet_id": "2"}, "quote_tweet_id"),
+        ({"media": {"media_ids": []}}, "media.media_ids"),
+        ({"media": {"media_ids": ["1", "2", "3", "4", "5"]}}, "media.media_ids"),
+        ({"poll": {"options": ["a"], "duration_minutes": 5}}, "poll.options"),
+        ({"poll": {"options": ["a", "b", "c", "d", "e"], "duration_minutes": 5}}, "poll.options"),
+        ({"poll": {"options": ["a", ""], "duration_minutes": 5}}, "poll.options[1]"),
+        ({"poll": {"options": ["a", "x" * 26], "duration_minutes": 5}}, "poll.options[1]"),
+        ({"poll": {"options": ["a", "b"], "duration_minutes": 4}}, "poll.duration_minutes"),
+        ({"poll": {"options": ["a", "b"], "duration_minutes": 10081}}, "poll.duration_minutes"),
+        ({"poll": {"options": ["a", "b"]}}, "poll"),
+        ({"text": "x", "reply_settings": "everyone"}, "reply_settings"),
+        ({"text": "x", "reply": {"in_reply_to_tweet_id": "x"}}, "reply.in_reply_to_tweet_id"),
+        ({"text": "x", "reply": {"tweet": "1"}}, "reply"),
+        ({"text": "x", "reply": "1"}, "reply"),
+        ({"text": "x", "geo": {"place_id": ""}}, "geo.place_id"),
+        ({"text": "x", "direct_message_deep_link": "http://x.com"}, "direct_message_deep_link"),
+        ({"text": "x", "for_super_followers_only": "yes"}, "for_super_followers_only"),
+        ({}, "text"),
+        ({"text": ""}, "text"),
+    ],
+)
+def test_create_tweet_field_checks(kwargs: dict, field: str) -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.CreateTweet(**kwargs)
+    assert field in {e.field for e in info.value.errors}, info.value.errors
+
+
+@pytest.mark.parametrize("ok", ["following", "mentionedUsers", "subscribers", "verified"])
+def test_reply_settings_accepted(ok: str) -> None:
+    assert asyncx.CreateTweet(text="x", reply_settings=ok).reply_settings == ok
+
+
+def test_every_bad_field_reported_at_once() -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.CreateTweet(
+            text="a" * 300,
+            quote_tweet_id="nope",
+            reply_settings="all",
+            poll={"options": ["a"], "duration_minutes": 1},
+        )
+    fields = {e.field for e in info.value.errors}
+    assert {"text", "quote_tweet_id", "reply_settings", "poll.options", "poll.duration_minutes"} <= fields
+
+
+def test_nested_parts_accept_class_or_dict() -> None:
+    a = asyncx.CreateTweet(text="x", reply=asyncx.Reply("1"), geo=asyncx.Geo("abc"))
+    b = asyncx.CreateTweet(text="x", reply={"in_reply_to_tweet_id": "1"}, geo={"place_id": "abc"})
+    assert a == b
+
+
+@pytest.mark.parametrize("count", [0, 101])
+def test_curate_takes_1_to_100_changes(count: int) -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.CurateCollection("custom-1", [{"op": "add", "tweet_id": "1"}] * count)
+    assert info.value.field == "changes"
+
+
+def test_curate_ops_checked() -> None:
+    with pytest.raises(asyncx.ValidationError) as info:
+        asyncx.CurateCollection("custom-1", [{"op": "add", "tweet_id": "1"}, {"op": "move", "tweet_id": "2"}])
+    assert info.value.field == "changes[1].op"
+    assert len(asyncx.CurateCollection("custom-1", [{"op": "remove", "tweet_id": "1"}] * 100).changes) == 100
+
+
+def test_rate_limit_is_checked() -> None:
+    assert asyncx.RateLimit(100, 900.0).requests == 100
+    with pytest.raises(asyncx.ValidationError):
+        asyncx.RateLimit(0, 900.0)
+    with pytest.raises(asyncx.ValidationError):
+        asyncx.RateLimit(1, 0)
