@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -54,7 +55,8 @@ class Client:
 
     ``consumer_key`` and ``consumer_secret`` are the app's keys, needed for OAuth 1.0a users.
     ``session`` is an aiohttp session to use (never closed by the client); ``user`` a default user
-    for every call; ``rate_limits`` overrides the default limits per endpoint name.
+    for every call; ``rate_limits`` overrides the default limits per endpoint name. ``ssl`` is an
+    SSLContext to verify X's certificate with (a test CA, say); verification is never turned off.
 
     Example::
 
@@ -74,6 +76,7 @@ class Client:
         rate_limits: Mapping[str, RateLimit | Sequence[RateLimit]] | None = None,
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         max_connections: int = 100,
+        ssl: SSLContext | None = None,
         transport: Transport | None = None,
         scheduler: Scheduler | None = None,
     ) -> None:
@@ -86,7 +89,7 @@ class Client:
         self._user = user
         self.rate_limits = dict(rate_limits or {})
         self._transport: Transport = transport or AiohttpTransport(
-            session, timeouts=timeouts, max_connections=max_connections
+            session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
         self._scheduler: Scheduler = scheduler or Unlimited()
         self._closed = False

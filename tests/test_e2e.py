@@ -1,124 +1,76 @@
-"""End to end over real sockets: a small aiohttp server on loopback checks what the client sends."""
+"""End to end over real sockets against asyncx.testing.FakeX, and refusals that never reach a server."""
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 
 import asyncx
+from asyncx.testing import FakeX
 
 from .strategies import bad_post_kwargs
 
 BOB = asyncx.BearerUser(access_token="bobtoken", user_id="2244994945")
-ALICE = asyncx.OAuth1User(access_token="111-alicetoken", access_token_secret="alicesecret")
 
 
-class TinyX:
-    """Just enough of X to see requests arrive: posts, duplicates, bookmarks and collections."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.texts: set[str] = set()
-        app = web.Application()
-        app.router.add_post("/2/tweets", self.tweets)
-        app.router.add_post("/2/users/{id}/bookmarks", self.bookmark)
-        app.router.add_post("/1.1/collections/entries/add.json", self.collection_add)
-        self.app = app
-
-    async def _record(self, request: web.Request) -> bytes:
-        body = await request.read()
-        self.requests.append((request.path, dict(request.headers), body))
-        return body
-
-    async def tweets(self, request: web.Request) -> web.Response:
-        data = json.loads(await self._record(request))
-        if data.get("text") in self.texts:
-            return web.json_response(
-                {
-                    "title": "Forbidden",
-                    "type": "about:blank",
-                    "status": 403,
-                    "detail": "You are not allowed to create a Tweet with duplicate content.",
-                },
-                status=403,
+async def test_post_bookmark_and_collection_over_real_sockets() -> None:
+    async with FakeX() as fake:
+        alice, bob = fake.users.create("alice"), fake.users.create("bob")
+        async with fake.client() as client:
+            post = await client.create_tweet(text="hello", user=alice.oauth1)
+            assert post.text == "hello"
+            reply = await client.create_tweet(
+                text="hi",
+                user=bob.bearer,
+                reply={"in_reply_to_tweet_id": post.id},
+                poll={"options": ["a", "b"], "duration_minutes": 60},
             )
-        self.texts.add(data.get("text"))
-        return web.json_response({"data": {"id": str(len(self.texts)), "text": data.get("text")}}, status=201)
-
-    async def bookmark(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        if (
-            request.headers.get("Authorization") != "Bearer bobtoken"
-            or request.match_info["id"] != BOB.user_id
-        ):
-            return web.json_response(
-                {"title": "Unauthorized", "type": "about:blank", "status": 401}, status=401
+            assert await client.bookmark(post.id, user=bob.bearer) is True
+            res = await client.add_collection_entry("custom-1", "9", user=alice.oauth1)
+            assert res.errors == (asyncx.CollectionError("add", "9", "not_found"),)
+            res = await client.curate_collection(
+                "custom-1", [{"op": "add", "tweet_id": reply.id}], user=alice.oauth1
             )
-        return web.json_response({"data": {"bookmarked": True}})
-
-    async def collection_add(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        self.requests.append((request.path, dict(request.headers), b""))
-        reason = [{"change": {"op": "add", "tweet_id": form["tweet_id"]}, "reason": "not_found"}]
-        return web.json_response(
-            {"objects": {}, "response": {"errors": reason if form["tweet_id"] == "9" else []}}
-        )
-
-
-@pytest.fixture
-async def tiny() -> AsyncIterator[tuple[TinyX, str]]:
-    server = TinyX()
-    runner = web.AppRunner(server.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield server, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+            assert res.ok
+            with pytest.raises(asyncx.DuplicateContent):
+                await client.create_tweet(text="hello", user=alice.bearer)
+        assert fake.bookmarks[bob.user_id] == {post.id}
+        assert fake.collections["custom-1"] == [reply.id]
+        assert [e.endpoint for e in fake.log] == [
+            "create_tweet",
+            "create_tweet",
+            "bookmark",
+            "add_collection_entry",
+            "curate_collection",
+            "create_tweet",
+        ]
 
 
-async def test_post_bookmark_and_collection_over_real_sockets(tiny: tuple[TinyX, str]) -> None:
-    server, base = tiny
-    async with asyncx.Client(consumer_key="ck", consumer_secret="cs", base_url=base) as client:
-        post = await client.create_tweet(text="hello", user=ALICE)
-        assert post.text == "hello" and post.id == "1"
-        assert await client.bookmark(post.id, user=BOB) is True
-        res = await client.add_collection_entry("custom-1", "9", user=ALICE)
-        assert res.errors == (asyncx.CollectionError("add", "9", "not_found"),)
-        with pytest.raises(asyncx.DuplicateContent):
-            await client.create_tweet(text="hello", user=BOB)
-    paths = [p for p, _, _ in server.requests]
-    assert paths == [
-        "/2/tweets",
-        f"/2/users/{BOB.user_id}/bookmarks",
-        "/1.1/collections/entries/add.json",
-        "/2/tweets",
-    ]
-    assert server.requests[0][1]["Authorization"].startswith("OAuth ")
+async def test_wrong_auth_kind_is_refused_before_sending() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            with pytest.raises(asyncx.ValidationError) as info:
+                await client.bookmark("1", user=alice.oauth1)  # type: ignore[arg-type]
+            assert info.value.field == "user"
+            with pytest.raises(asyncx.ValidationError):
+                await client.add_collection_entry("custom-1", "1", user=alice.bearer)  # type: ignore[arg-type]
+            with pytest.raises(asyncx.ValidationError):
+                await client.curate_collection(
+                    "custom-1",
+                    [{"op": "add", "tweet_id": "1"}],
+                    user=alice.bearer,  # type: ignore[arg-type]
+                )
+        assert fake.log == []
 
 
-async def test_wrong_auth_kind_is_refused_before_sending(tiny: tuple[TinyX, str]) -> None:
-    server, base = tiny
-    async with asyncx.Client(consumer_key="ck", consumer_secret="cs", base_url=base) as client:
-        with pytest.raises(asyncx.ValidationError) as info:
-            await client.bookmark("1", user=ALICE)  # type: ignore[arg-type]
-        assert info.value.field == "user"
-        with pytest.raises(asyncx.ValidationError):
-            await client.add_collection_entry("custom-1", "1", user=BOB)  # type: ignore[arg-type]
-        with pytest.raises(asyncx.ValidationError):
-            await client.curate_collection("custom-1", [{"op": "add", "tweet_id": "1"}], user=BOB)  # type: ignore[arg-type]
-    assert server.requests == []
-
-
-async def test_oauth1_user_needs_consumer_keys(tiny: tuple[TinyX, str]) -> None:
-    server, base = tiny
-    async with asyncx.Client(base_url=base) as client:
-        with pytest.raises(asyncx.ValidationError, match="consumer_key"):
-            await client.create_tweet(text="x", user=ALICE)
-    assert server.requests == []
+async def test_oauth1_user_needs_consumer_keys() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        async with asyncx.Client(base_url=fake.base_url) as client:
+            with pytest.raises(asyncx.ValidationError, match="consumer_key"):
+                await client.create_tweet(text="x", user=alice.oauth1)
+        assert fake.log == []
 
 
 async def test_connection_refused_is_transport_error_not_sent() -> None:

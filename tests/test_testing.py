@@ -1,0 +1,300 @@
+"""asyncx.testing.FakeX behaves like X: windows, headers, OAuth checks, duplicates, collections, faults."""
+
+import asyncio
+import contextlib
+import json
+import sys
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import pytest
+
+import asyncx
+from asyncx._auth import OAuth1Signer
+from asyncx.testing import FakeX, Faults, ManualClock
+
+
+async def _raw_post(
+    fake: FakeX, path: str, *, headers: dict[str, str], data: bytes
+) -> aiohttp.ClientResponse:
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(fake.base_url + path, headers=headers, data=data)
+        await resp.read()
+        return resp
+
+
+async def test_post_duplicate_and_inspection() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create("alice")
+        async with fake.client() as client:
+            post = await client.create_tweet(text="hello", user=alice.oauth1)
+            with pytest.raises(asyncx.DuplicateContent) as info:
+                await client.create_tweet(text="hello", user=alice.bearer)
+        assert info.value.problem is not None and "duplicate content" in info.value.problem.detail
+        assert [(p.id, p.text) for p in fake.posts_by(alice)] == [(post.id, "hello")]
+        assert [(e.endpoint, e.status, e.duplicate) for e in fake.log] == [
+            ("create_tweet", 201, False),
+            ("create_tweet", 403, True),
+        ]
+        assert fake.users["alice"] is alice
+
+
+async def test_fixed_window_anchored_on_first_request_with_headers() -> None:
+    clock = ManualClock(1000.25)
+    async with FakeX(clock=clock, limits={"create_tweet": asyncx.RateLimit(2, 10.0)}) as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            await client.create_tweet(text="1", user=alice.bearer)
+            await clock.advance(5)
+            await client.create_tweet(text="2", user=alice.bearer)
+            with pytest.raises(asyncx.RateLimited) as info:
+                await client.create_tweet(text="3", user=alice.bearer)
+            headers = info.value.headers
+            assert headers["x-rate-limit-limit"] == "2"
+            assert headers["x-rate-limit-remaining"] == "0"
+            assert headers["x-rate-limit-reset"] == "1011"  # ceil(1000.25 + 10)
+            await clock.advance(5.5)  # 1010.75: not yet
+            with pytest.raises(asyncx.RateLimited):
+                await client.create_tweet(text="3", user=alice.bearer)
+            await clock.advance(0.25)  # 1011: the window resets on the whole second
+            await client.create_tweet(text="3", user=alice.bearer)
+        assert fake.count(429) == 2 and fake.count(201) == 3
+
+
+async def test_windows_are_per_user_and_per_endpoint() -> None:
+    clock = ManualClock()
+    limits = {"create_tweet": asyncx.RateLimit(1, 10.0), "bookmark": asyncx.RateLimit(1, 10.0)}
+    async with FakeX(clock=clock, limits=limits) as fake:
+        a, b = fake.users.create(), fake.users.create()
+        async with fake.client() as client:
+            post = await client.create_tweet(text="x", user=a.bearer)
+            await client.create_tweet(text="x", user=b.bearer)
+            assert await client.bookmark(post.id, user=a.bearer)
+            with pytest.raises(asyncx.RateLimited):
+                await client.bookmark(post.id, user=a.bearer)
+
+
+async def test_daily_user_and_app_caps_report_their_headers() -> None:
+    clock = ManualClock(5000.0)
+    async with FakeX(clock=clock, user_daily_limit=1, app_daily_limit=2) as fake:
+        a, b, c = (fake.users.create() for _ in range(3))
+        async with fake.client() as client:
+            await client.create_tweet(text="a", user=a.bearer)
+            with pytest.raises(asyncx.RateLimited) as info:
+                await client.create_tweet(text="a2", user=a.bearer)
+            assert info.value.headers["x-user-limit-24hour-remaining"] == "0"
+            assert info.value.headers["x-user-limit-24hour-reset"] == str(5000 + 86400)
+            await client.create_tweet(text="b", user=b.bearer)
+            with pytest.raises(asyncx.RateLimited) as info:
+                await client.create_tweet(text="c", user=c.bearer)
+            assert info.value.headers["x-app-limit-24hour-remaining"] == "0"
+            assert info.value.headers["x-rate-limit-remaining"] != "0"
+
+
+async def test_date_header_follows_skewed_server_clock() -> None:
+    clock = ManualClock(1_700_000_000.0)
+    async with FakeX(clock=clock, skew=-600.0) as fake:
+        alice = fake.users.create()
+        body = json.dumps({"text": "x"}).encode()
+        headers = {"Authorization": alice.bearer.authorization, "Content-Type": "application/json"}
+        resp = await _raw_post(fake, "/2/tweets", headers=headers, data=body)
+        assert resp.status == 201
+        assert parsedate_to_datetime(resp.headers["Date"]).timestamp() == 1_700_000_000.0 - 600
+
+
+async def test_tampered_oauth1_request_is_rejected() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        fake.add_post("seed", alice)
+        signer = OAuth1Signer(fake.consumer_key, fake.consumer_secret)
+        url = fake.base_url + "/1.1/collections/entries/add.json"
+        auth = signer.authorization("POST", url, [("id", "custom-1"), ("tweet_id", "1")], alice.oauth1)
+        form = {"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"}
+        resp = await _raw_post(
+            fake, "/1.1/collections/entries/add.json", headers=form, data=b"id=custom-1&tweet_id=2"
+        )
+        assert resp.status == 401
+        assert fake.log[-1].status == 401
+        assert fake.collections["custom-1"] == []
+
+
+async def test_nonce_replay_is_rejected() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        signer = OAuth1Signer(fake.consumer_key, fake.consumer_secret)
+        auth = signer.authorization("POST", fake.base_url + "/2/tweets", [], alice.oauth1)
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        first = await _raw_post(fake, "/2/tweets", headers=headers, data=b'{"text": "one"}')
+        again = await _raw_post(fake, "/2/tweets", headers=headers, data=b'{"text": "two"}')
+        assert (first.status, again.status) == (201, 401)
+        assert len(fake.posts) == 1
+
+
+async def test_timestamp_out_of_bounds_is_code_135() -> None:
+    async with FakeX(skew=1000.0) as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            with pytest.raises(asyncx.Unauthorized) as info:
+                await client.create_tweet(text="x", user=alice.oauth1)
+            assert info.value.codes == (135,)
+            with pytest.raises(asyncx.Unauthorized) as info:
+                await client.add_collection_entry("custom-1", "1", user=alice.oauth1)
+            assert info.value.codes == (135,)
+
+
+async def test_bearer_token_is_bound_to_its_user() -> None:
+    async with FakeX() as fake:
+        alice, bob = fake.users.create(), fake.users.create()
+        post = fake.add_post("p", alice)
+        body = json.dumps({"tweet_id": post.id}).encode()
+        headers = {"Authorization": bob.bearer.authorization, "Content-Type": "application/json"}
+        resp = await _raw_post(fake, f"/2/users/{alice.user_id}/bookmarks", headers=headers, data=body)
+        assert resp.status == 403
+        headers["Authorization"] = "Bearer not-a-token"
+        resp = await _raw_post(fake, f"/2/users/{bob.user_id}/bookmarks", headers=headers, data=body)
+        assert resp.status == 401
+        assert fake.bookmarks[alice.user_id] == set()
+
+
+async def test_server_validates_like_x_with_problem_bodies() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        headers = {"Authorization": alice.bearer.authorization, "Content-Type": "application/json"}
+        for body in (b'{"text": "' + b"a" * 281 + b'"}', b"{not json", b'{"text": "x", "bogus": 1}', b"{}"):
+            resp = await _raw_post(fake, "/2/tweets", headers=headers, data=body)
+            assert resp.status == 400
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(fake.base_url + "/2/tweets", headers=headers, data=b"{}")
+            problem = await resp.json()
+        assert problem["type"].endswith("/invalid-request")
+        assert fake.posts == {}
+
+
+async def test_collections_capacity_duplicates_and_not_found() -> None:
+    async with FakeX(collection_capacity=3) as fake:
+        alice = fake.users.create()
+        ids = [fake.add_post(str(i), alice).id for i in range(4)]
+        async with fake.client() as client:
+            for tweet_id in ids:
+                assert (await client.add_collection_entry("custom-9", tweet_id, user=alice.oauth1)).ok
+            assert fake.collections["custom-9"] == ids[:0:-1]  # newest first, the oldest dropped
+            res = await client.curate_collection(
+                "custom-9",
+                [
+                    {"op": "add", "tweet_id": ids[3]},
+                    {"op": "add", "tweet_id": "123"},
+                    {"op": "remove", "tweet_id": ids[2]},
+                    {"op": "remove", "tweet_id": ids[0]},
+                ],
+                user=alice.oauth1,
+            )
+        assert res.errors == (
+            asyncx.CollectionError("add", ids[3], "duplicate"),
+            asyncx.CollectionError("add", "123", "not_found"),
+            asyncx.CollectionError("remove", ids[0], "not_found"),
+        )
+        assert fake.collections["custom-9"] == [ids[3], ids[1]]
+
+
+async def test_collection_insert_relative_to_an_entry() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        a, b, c = (fake.add_post(t, alice).id for t in "abc")
+        async with fake.client() as client:
+            await client.add_collection_entry("custom-1", a, user=alice.oauth1)
+            await client.add_collection_entry("custom-1", b, user=alice.oauth1)
+            await client.add_collection_entry("custom-1", c, user=alice.oauth1, relative_to=a, above=False)
+        assert fake.collections["custom-1"] == [b, a, c]
+
+
+async def test_error_fault_has_no_effect() -> None:
+    async with FakeX(faults=Faults(error_rate=1.0)) as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            with pytest.raises(asyncx.ServerError) as info:
+                await client.create_tweet(text="x", user=alice.bearer)
+        assert info.value.status == 503
+        assert fake.posts == {}
+
+
+async def test_dropped_connection_after_commit_keeps_the_post() -> None:
+    async with FakeX(faults=Faults(drop_rate=1.0)) as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            with pytest.raises(asyncx.TransportError) as info:
+                await client.create_tweet(text="lost answer", user=alice.bearer)
+        assert info.value.maybe_sent is True
+        assert [p.text for p in fake.posts_by(alice)] == ["lost answer"]
+        assert fake.count(dropped=True) == 1
+
+
+async def test_faults_are_seeded_and_repeatable() -> None:
+    async def statuses(seed: int) -> list[int]:
+        async with FakeX(faults=Faults(error_rate=0.5), seed=seed) as fake:
+            alice = fake.users.create()
+            async with fake.client() as client:
+                for i in range(20):
+                    with contextlib.suppress(asyncx.ServerError):
+                        await client.create_tweet(text=str(i), user=alice.bearer)
+            return [e.status for e in fake.log]
+
+    first = await statuses(7)
+    assert first == await statuses(7)
+    assert {201, 503} <= set(first)
+
+
+async def test_latency_delays_answers() -> None:
+    async with FakeX(faults=Faults(latency=0.05, jitter=0.01)) as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await client.create_tweet(text="slow", user=alice.bearer)
+            assert loop.time() - start >= 0.04
+
+
+async def test_tls_with_generated_certificate_and_verification_on() -> None:
+    async with FakeX(tls=True) as fake:
+        alice = fake.users.create()
+        assert fake.base_url.startswith("https://")
+        async with fake.client() as client:
+            assert (await client.create_tweet(text="secure", user=alice.bearer)).text == "secure"
+        async with asyncx.Client(base_url=fake.base_url) as untrusting:
+            with pytest.raises(asyncx.TransportError) as info:
+                await untrusting.create_tweet(text="x", user=alice.bearer)
+        assert info.value.maybe_sent is False
+        assert len(fake.posts) == 1
+
+
+@pytest.mark.fake_x(limits={"create_tweet": asyncx.RateLimit(1, 60.0)})
+async def test_pytest_plugin_fixtures(fake_x: FakeX, x_client: asyncx.Client) -> None:
+    """The documented example: the marker configures the server, x_client talks to it."""
+    alice = fake_x.users.create("alice")
+    await x_client.create_tweet(text="hi", user=alice.oauth1)
+    with pytest.raises(asyncx.RateLimited):
+        await x_client.create_tweet(text="again", user=alice.oauth1)
+    assert [p.text for p in fake_x.posts_by(alice)] == ["hi"]
+
+
+async def test_cli_serves_standalone() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asyncx.testing", "--port", "0", "--users", "1", "--tweet-limit", "1",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        user = info["users"][0]
+        bearer = asyncx.BearerUser(access_token=user["bearer_token"], user_id=user["user_id"])
+        oauth1 = asyncx.OAuth1User(
+            access_token=user["access_token"], access_token_secret=user["access_token_secret"]
+        )
+        async with asyncx.Client(
+            info["consumer_key"], info["consumer_secret"], base_url=info["base_url"]
+        ) as client:
+            assert (await client.create_tweet(text="from outside", user=oauth1)).text == "from outside"
+            with pytest.raises(asyncx.RateLimited):
+                await client.create_tweet(text="second", user=bearer)
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
