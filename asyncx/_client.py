@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -19,7 +21,6 @@ import aiohttp
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
 from ._endpoints import Endpoint, Prepared, endpoint_for
 from ._errors import APIError, ValidationError, error_from_response
-from ._headers import read_limits, retry_after, server_date
 from ._models import (
     AddCollectionEntry,
     Bookmark,
@@ -35,7 +36,7 @@ from ._models import (
     Request,
     Tweet,
 )
-from ._scheduler import Scheduler, Unlimited
+from ._scheduler import BudgetStats, Permit, Scheduler
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -49,14 +50,23 @@ T = TypeVar("T")
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
 
+#: How often one call goes back to the queue after 429s that named a reset, before it gives up.
+_MAX_REQUEUES = 5
+
 
 class Client:
     """An X API client for many users at once. Use it as ``async with asyncx.Client(...) as client``.
 
     ``consumer_key`` and ``consumer_secret`` are the app's keys, needed for OAuth 1.0a users.
     ``session`` is an aiohttp session to use (never closed by the client); ``user`` a default user
-    for every call; ``rate_limits`` overrides the default limits per endpoint name. ``ssl`` is an
-    SSLContext to verify X's certificate with (a test CA, say); verification is never turned off.
+    for every call; ``rate_limits`` overrides the default limits per endpoint name
+    (``{"create_tweet": asyncx.RateLimit(100, 900.0)}``, a list for several windows, ``app:<name>`` for
+    app-wide ones). ``ssl`` is an SSLContext to verify X's certificate with (a test CA, say);
+    verification is never turned off.
+
+    Calls wait for rate budget, in FIFO order per user and endpoint; ``max_wait`` (seconds, per call
+    or for the client) makes a call that would wait longer raise ``RateLimited`` at once instead.
+    ``max_in_flight`` bounds open requests. ``clock`` and ``sleep`` exist for tests.
 
     Example::
 
@@ -77,8 +87,11 @@ class Client:
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         max_connections: int = 100,
         ssl: SSLContext | None = None,
+        max_wait: float | None = None,
+        max_in_flight: int = 256,
         transport: Transport | None = None,
-        scheduler: Scheduler | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = check_base_url(base_url)
         if (consumer_key is None) != (consumer_secret is None):
@@ -87,11 +100,12 @@ class Client:
             OAuth1Signer(consumer_key, consumer_secret) if consumer_key and consumer_secret else None
         )
         self._user = user
-        self.rate_limits = dict(rate_limits or {})
+        self.max_wait = max_wait
+        self._clock = clock
         self._transport: Transport = transport or AiohttpTransport(
             session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
-        self._scheduler: Scheduler = scheduler or Unlimited()
+        self.scheduler = Scheduler(rate_limits, clock=clock, sleep=sleep, max_in_flight=max_in_flight)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -109,7 +123,13 @@ class Client:
         """Close the connections the client opened (a session it was given stays open)."""
         if not self._closed:
             self._closed = True
+            await self.scheduler.aclose()
             await self._transport.aclose()
+
+    def rate_stats(self, user: User | str | None = None, endpoint: str | None = None) -> BudgetStats:
+        """Counters (sent, waited seconds, 429s, max_wait refusals) for a user and/or endpoint, or all."""
+        key = user.key if isinstance(user, (OAuth1User, BearerUser)) else user
+        return self.scheduler.stats(key, endpoint)
 
     # -- endpoint coroutines ----------------------------------------------------------------------
 
@@ -126,6 +146,7 @@ class Client:
         geo: Geo | _NestedArg = None,
         direct_message_deep_link: str | None = None,
         user: User | None = None,
+        max_wait: float | None = None,
     ) -> Tweet:
         """Create a post (``POST /2/tweets``) as ``user``. Nested fields take their class or a dict."""
         request = CreateTweet(
@@ -139,11 +160,13 @@ class Client:
             geo=geo,
             direct_message_deep_link=direct_message_deep_link,
         )
-        return await self.send(request, user=user)
+        return await self.send(request, user=user, max_wait=max_wait)
 
-    async def bookmark(self, tweet_id: str, *, user: BearerUser | None = None) -> bool:
+    async def bookmark(
+        self, tweet_id: str, *, user: BearerUser | None = None, max_wait: float | None = None
+    ) -> bool:
         """Bookmark a post for ``user``, an OAuth 2.0 user; true when bookmarked."""
-        return await self.send(Bookmark(tweet_id), user=user)
+        return await self.send(Bookmark(tweet_id), user=user, max_wait=max_wait)
 
     async def add_collection_entry(
         self,
@@ -153,9 +176,12 @@ class Client:
         user: OAuth1User | None = None,
         relative_to: str | None = None,
         above: bool = True,
+        max_wait: float | None = None,
     ) -> CollectionResult:
         """Add a post to collection ``id`` (``custom-<digits>``) as an OAuth 1.0a user."""
-        return await self.send(AddCollectionEntry(id, tweet_id, relative_to, above), user=user)
+        return await self.send(
+            AddCollectionEntry(id, tweet_id, relative_to, above), user=user, max_wait=max_wait
+        )
 
     async def curate_collection(
         self,
@@ -163,30 +189,45 @@ class Client:
         changes: Iterable[CollectionChange | Mapping[str, str]],
         *,
         user: OAuth1User | None = None,
+        max_wait: float | None = None,
     ) -> CollectionResult:
         """Apply 1 to 100 ``{"op": "add"|"remove", "tweet_id": ...}`` changes to collection ``id``."""
-        return await self.send(CurateCollection(id, changes), user=user)
+        return await self.send(CurateCollection(id, changes), user=user, max_wait=max_wait)
 
     # -- the send path ----------------------------------------------------------------------------
 
     @overload
-    async def send(self, request: CreateTweet, *, user: User | None = None) -> Tweet: ...
-    @overload
-    async def send(self, request: Bookmark, *, user: User | None = None) -> bool: ...
+    async def send(
+        self, request: CreateTweet, *, user: User | None = None, max_wait: float | None = None
+    ) -> Tweet: ...
     @overload
     async def send(
-        self, request: AddCollectionEntry | CurateCollection, *, user: User | None = None
+        self, request: Bookmark, *, user: User | None = None, max_wait: float | None = None
+    ) -> bool: ...
+    @overload
+    async def send(
+        self,
+        request: AddCollectionEntry | CurateCollection,
+        *,
+        user: User | None = None,
+        max_wait: float | None = None,
     ) -> CollectionResult: ...
 
-    async def send(self, request: Request, *, user: User | None = None) -> Any:
-        """Send a request object as ``user`` (or the client's default user) and return its result."""
+    async def send(self, request: Request, *, user: User | None = None, max_wait: float | None = None) -> Any:
+        """Send a request object as ``user`` (or the client's default user) and return its result.
+
+        ``max_wait`` bounds the seconds spent waiting for rate budget (``None``: the client's default;
+        ``math.inf``: no bound).
+        """
         if self._closed:
             raise RuntimeError("the client is closed")
         endpoint = endpoint_for(request)
         actual = self._user_for(user)
         endpoint.check_user(actual)
         prepared = endpoint.prepare(request, actual, self.base_url)
-        return await self._send_retrying(endpoint, prepared, actual)
+        wait = self.max_wait if max_wait is None else max_wait
+        deadline = None if wait is None or wait == math.inf else self._clock() + wait
+        return await self._send_retrying(endpoint, prepared, actual, deadline)
 
     def _user_for(self, user: User | None) -> User:
         user = user if user is not None else self._user
@@ -202,14 +243,23 @@ class Client:
             )
         return user
 
-    async def _send_retrying(self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User) -> T:
-        return await self._send_budgeted(endpoint, prepared, user)
+    async def _send_retrying(
+        self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
+    ) -> T:
+        return await self._send_budgeted(endpoint, prepared, user, deadline)
 
-    async def _send_budgeted(self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User) -> T:
-        async with self._scheduler.acquire(user.key, endpoint.name, max_wait=None) as permit:
-            response = await self._send_single(prepared, user)
-            permit.settle(response)
-        return self._result(endpoint, response)
+    async def _send_budgeted(
+        self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
+    ) -> T:
+        """Hold a permit around one send; a 429 that parks the budget puts the call back in the queue."""
+        for _ in range(_MAX_REQUEUES):
+            max_wait = None if deadline is None else max(0.0, deadline - self._clock())
+            async with self.scheduler.acquire(user.key, endpoint.name, max_wait=max_wait) as permit:
+                response = await self._send_single(prepared, user)
+                permit.settle(response)
+            if response.status != 429 or not permit.parked:
+                break
+        return self._result(endpoint, response, permit)
 
     async def _send_single(self, prepared: Prepared, user: User) -> Response:
         return await self._transport.send(self._sign(prepared, user))
@@ -223,10 +273,10 @@ class Client:
         headers = {"Authorization": authorization, "Content-Type": prepared.content_type}
         return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
 
-    def _result(self, endpoint: Endpoint[Any, T], response: Response) -> T:
+    def _result(self, endpoint: Endpoint[Any, T], response: Response, permit: Permit) -> T:
         data = _decode(response.body)
         if response.status >= 400:
-            raise error_from_response(response.status, data, response.headers, retry_at=_retry_at(response))
+            raise error_from_response(response.status, data, response.headers, retry_at=permit.retry_at)
         if data is None:
             raise APIError(
                 response.status, headers=response.headers, message=f"{endpoint.name}: empty or non-JSON body"
@@ -241,19 +291,3 @@ def _decode(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
-
-
-def _retry_at(response: Response) -> float | None:
-    """Local time at which the budget that refused a 429 comes back, read against the server's clock."""
-    received = response.received_at or time.time()
-    after = retry_after(response.headers)
-    if after is not None:
-        return received + after
-    readings = read_limits(response.headers)
-    exhausted = [r.reset for r in readings if r.remaining == 0] or [r.reset for r in readings]
-    if not exhausted:
-        return None
-    server_now = server_date(response.headers)
-    # Date is truncated to the second: the server's clock is up to 1 s past it.
-    offset = 0.0 if server_now is None else received - (server_now + 0.5)
-    return max(exhausted) + offset

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl as _ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -44,17 +43,11 @@ class WireRequest:
 
 @attrs.frozen
 class Response:
-    """A raw response: status, case-insensitive headers, body bytes, and when it was sent and received.
-
-    ``sent_at`` and ``received_at`` are local ``time.time()`` readings; with the ``Date`` header they
-    bound the server's clock.
-    """
+    """A raw response: status, case-insensitive headers and body bytes."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
-    sent_at: float = 0.0
-    received_at: float = 0.0
 
 
 @attrs.frozen
@@ -130,7 +123,6 @@ class AiohttpTransport:
 
     async def send(self, request: WireRequest) -> Response:
         session = self._session or self._open()
-        sent_at = time.time()
         try:
             async with session.request(
                 request.method,
@@ -141,7 +133,7 @@ class AiohttpTransport:
                 ssl=self._ssl,
             ) as resp:
                 body = await resp.read()
-                return Response(resp.status, resp.headers, body, sent_at, time.time())
+                return Response(resp.status, resp.headers, body)
         except aiohttp.ClientConnectorError as exc:
             # Covers DNS, refused connections and TLS failures: nothing was written.
             raise TransportError(
@@ -171,15 +163,8 @@ class MockTransport:
         self._handler = handler
 
     async def send(self, request: WireRequest) -> Response:
-        now = time.time()
         response = await self._handler(request)
-        headers = CIMultiDictProxy(CIMultiDict(response.headers))
-        return attrs.evolve(
-            response,
-            headers=headers,
-            sent_at=response.sent_at or now,
-            received_at=response.received_at or time.time(),
-        )
+        return attrs.evolve(response, headers=CIMultiDictProxy(CIMultiDict(response.headers)))
 
     async def aclose(self) -> None:
         return None

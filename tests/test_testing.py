@@ -8,10 +8,11 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 import pytest
+from multidict import CIMultiDictProxy
 
 import asyncx
 from asyncx._auth import OAuth1Signer
-from asyncx.testing import FakeX, Faults, ManualClock
+from asyncx.testing import FakeUser, FakeX, Faults, ManualClock
 
 
 async def _raw_post(
@@ -21,6 +22,13 @@ async def _raw_post(
         resp = await session.post(fake.base_url + path, headers=headers, data=data)
         await resp.read()
         return resp
+
+
+async def _post(fake: FakeX, user: FakeUser, text: str) -> tuple[int, CIMultiDictProxy[str]]:
+    """Post straight to the server, past the client's scheduler, to see the server's own limits."""
+    headers = {"Authorization": user.bearer.authorization, "Content-Type": "application/json"}
+    resp = await _raw_post(fake, "/2/tweets", headers=headers, data=json.dumps({"text": text}).encode())
+    return resp.status, resp.headers
 
 
 async def test_post_duplicate_and_inspection() -> None:
@@ -43,21 +51,20 @@ async def test_fixed_window_anchored_on_first_request_with_headers() -> None:
     clock = ManualClock(1000.25)
     async with FakeX(clock=clock, limits={"create_tweet": asyncx.RateLimit(2, 10.0)}) as fake:
         alice = fake.users.create()
-        async with fake.client() as client:
-            await client.create_tweet(text="1", user=alice.bearer)
-            await clock.advance(5)
-            await client.create_tweet(text="2", user=alice.bearer)
-            with pytest.raises(asyncx.RateLimited) as info:
-                await client.create_tweet(text="3", user=alice.bearer)
-            headers = info.value.headers
-            assert headers["x-rate-limit-limit"] == "2"
-            assert headers["x-rate-limit-remaining"] == "0"
-            assert headers["x-rate-limit-reset"] == "1011"  # ceil(1000.25 + 10)
-            await clock.advance(5.5)  # 1010.75: not yet
-            with pytest.raises(asyncx.RateLimited):
-                await client.create_tweet(text="3", user=alice.bearer)
-            await clock.advance(0.25)  # 1011: the window resets on the whole second
-            await client.create_tweet(text="3", user=alice.bearer)
+        assert (await _post(fake, alice, "1"))[0] == 201
+        await clock.advance(5)
+        status, headers = await _post(fake, alice, "2")
+        assert status == 201 and headers["x-rate-limit-remaining"] == "0"
+        status, headers = await _post(fake, alice, "3")
+        assert status == 429
+        assert headers["x-rate-limit-limit"] == "2"
+        assert headers["x-rate-limit-remaining"] == "0"
+        assert headers["x-rate-limit-reset"] == "1011"  # ceil(1000.25 + 10)
+        await clock.advance(5.5)  # 1010.75: not yet
+        assert (await _post(fake, alice, "3"))[0] == 429
+        await clock.advance(0.25)  # 1011: the window resets on the whole second
+        status, headers = await _post(fake, alice, "3")
+        assert status == 201 and headers["x-rate-limit-reset"] == "1021"
         assert fake.count(429) == 2 and fake.count(201) == 3
 
 
@@ -66,29 +73,31 @@ async def test_windows_are_per_user_and_per_endpoint() -> None:
     limits = {"create_tweet": asyncx.RateLimit(1, 10.0), "bookmark": asyncx.RateLimit(1, 10.0)}
     async with FakeX(clock=clock, limits=limits) as fake:
         a, b = fake.users.create(), fake.users.create()
-        async with fake.client() as client:
-            post = await client.create_tweet(text="x", user=a.bearer)
-            await client.create_tweet(text="x", user=b.bearer)
-            assert await client.bookmark(post.id, user=a.bearer)
-            with pytest.raises(asyncx.RateLimited):
-                await client.bookmark(post.id, user=a.bearer)
+        assert (await _post(fake, a, "x"))[0] == 201
+        assert (await _post(fake, b, "x"))[0] == 201
+        assert (await _post(fake, a, "y"))[0] == 429
+        post = next(iter(fake.posts))
+        bookmark = {"Authorization": a.bearer.authorization, "Content-Type": "application/json"}
+        body = json.dumps({"tweet_id": post}).encode()
+        path = f"/2/users/{a.user_id}/bookmarks"
+        assert (await _raw_post(fake, path, headers=bookmark, data=body)).status == 200
+        assert (await _raw_post(fake, path, headers=bookmark, data=body)).status == 429
 
 
 async def test_daily_user_and_app_caps_report_their_headers() -> None:
     clock = ManualClock(5000.0)
     async with FakeX(clock=clock, user_daily_limit=1, app_daily_limit=2) as fake:
         a, b, c = (fake.users.create() for _ in range(3))
-        async with fake.client() as client:
-            await client.create_tweet(text="a", user=a.bearer)
-            with pytest.raises(asyncx.RateLimited) as info:
-                await client.create_tweet(text="a2", user=a.bearer)
-            assert info.value.headers["x-user-limit-24hour-remaining"] == "0"
-            assert info.value.headers["x-user-limit-24hour-reset"] == str(5000 + 86400)
-            await client.create_tweet(text="b", user=b.bearer)
-            with pytest.raises(asyncx.RateLimited) as info:
-                await client.create_tweet(text="c", user=c.bearer)
-            assert info.value.headers["x-app-limit-24hour-remaining"] == "0"
-            assert info.value.headers["x-rate-limit-remaining"] != "0"
+        assert (await _post(fake, a, "a"))[0] == 201
+        status, headers = await _post(fake, a, "a2")
+        assert status == 429
+        assert headers["x-user-limit-24hour-remaining"] == "0"
+        assert headers["x-user-limit-24hour-reset"] == str(5000 + 86400)
+        assert (await _post(fake, b, "b"))[0] == 201
+        status, headers = await _post(fake, c, "c")
+        assert status == 429
+        assert headers["x-app-limit-24hour-remaining"] == "0"
+        assert headers["x-rate-limit-remaining"] != "0"
 
 
 async def test_date_header_follows_skewed_server_clock() -> None:
@@ -270,10 +279,11 @@ async def test_tls_with_generated_certificate_and_verification_on() -> None:
 async def test_pytest_plugin_fixtures(fake_x: FakeX, x_client: asyncx.Client) -> None:
     """The documented example: the marker configures the server, x_client talks to it."""
     alice = fake_x.users.create("alice")
-    await x_client.create_tweet(text="hi", user=alice.oauth1)
+    await x_client.create_tweet(text="good morning", user=alice.oauth1)
     with pytest.raises(asyncx.RateLimited):
-        await x_client.create_tweet(text="again", user=alice.oauth1)
-    assert [p.text for p in fake_x.posts_by(alice)] == ["hi"]
+        await x_client.create_tweet(text="again", user=alice.oauth1, max_wait=5)
+    assert [p.text for p in fake_x.posts_by(alice)] == ["good morning"]
+    assert fake_x.count(status=429) == 0  # the client learned the limit and never sent the second
 
 
 async def test_cli_serves_standalone() -> None:
@@ -294,7 +304,7 @@ async def test_cli_serves_standalone() -> None:
         ) as client:
             assert (await client.create_tweet(text="from outside", user=oauth1)).text == "from outside"
             with pytest.raises(asyncx.RateLimited):
-                await client.create_tweet(text="second", user=bearer)
+                await client.create_tweet(text="second", user=bearer, max_wait=0)
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -1,0 +1,273 @@
+"""The rate-limit scheduler on a fake clock: fixed windows, headers, skew, 429s, fairness, max_wait."""
+
+import asyncio
+import math
+from email.utils import formatdate
+
+import pytest
+
+import asyncx
+from asyncx._scheduler import Scheduler, ServerClock
+from asyncx.testing import ManualClock
+
+T0 = 1_700_000_000.0
+
+
+class WindowModel:
+    """X's fixed window for one budget, answering with headers on its own (possibly skewed) clock."""
+
+    def __init__(self, clock: ManualClock, limit: int, seconds: float, skew: float = 0.0) -> None:
+        self.clock, self.limit, self.seconds, self.skew = clock, limit, seconds, skew
+        self.reset: int | None = None
+        self.count = 0
+        self.statuses: list[int] = []
+
+    def answer(self) -> asyncx.Response:
+        now = self.clock.time() + self.skew
+        if self.reset is None or now >= self.reset:
+            self.reset, self.count = math.ceil(now + self.seconds), 0
+        status = 429 if self.count >= self.limit else 200
+        self.count += status == 200
+        self.statuses.append(status)
+        headers = {
+            "x-rate-limit-limit": str(self.limit),
+            "x-rate-limit-remaining": str(self.limit - self.count),
+            "x-rate-limit-reset": str(self.reset),
+            "date": formatdate(now, usegmt=True),
+        }
+        return asyncx.Response(status, headers, b"{}")
+
+
+async def _send(s: Scheduler, server: WindowModel, user: str = "u", **kw: float) -> float:
+    """One call through the scheduler; re-queued after a parking 429, like the client does."""
+    while True:
+        async with s.acquire(user, "create_tweet", **kw) as permit:
+            response = server.answer()
+            permit.settle(response)
+            sent_at = s._clock()
+        if response.status != 429 or not permit.parked:
+            return sent_at
+
+
+async def _drain(clock: ManualClock, tasks: list[asyncio.Task[float]], step: float = 0.25) -> list[float]:
+    await clock.advance(0)
+    while not all(t.done() for t in tasks):
+        await clock.advance(step)
+    return [t.result() for t in tasks]
+
+
+def _scheduler(clock: ManualClock, **limits: asyncx.RateLimit | list[asyncx.RateLimit]) -> Scheduler:
+    return Scheduler(limits or None, clock=clock.time, sleep=clock.sleep)
+
+
+async def test_fixed_window_sends_n_then_waits_for_the_reset() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 5, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(5, 10.0))
+    tasks = [asyncio.create_task(_send(s, server)) for _ in range(12)]
+    times = await _drain(clock, tasks)
+    assert server.statuses.count(429) == 0
+    assert times[:5] == [T0] * 5
+    assert all(T0 + 10 <= t <= T0 + 10.5 for t in times[5:10])
+    assert all(T0 + 21 <= t <= T0 + 21.1 for t in times[10:])  # the server anchored window 2 at T0+10.05
+
+
+async def test_never_refills_inside_a_window() -> None:
+    """A continuously refilling bucket would send a 6th call at T0+2; a fixed window must not."""
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 5, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(5, 10.0))
+    for _ in range(5):
+        await _send(s, server)
+    late = asyncio.create_task(_send(s, server))
+    await clock.advance(9.5)
+    assert not late.done()
+    await _drain(clock, [late])
+    assert server.statuses == [200] * 6
+
+
+async def test_server_headers_override_a_configured_limit() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 2, 10.0)  # the server allows fewer than configured
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(50, 10.0))
+    tasks = [asyncio.create_task(_send(s, server)) for _ in range(6)]
+    await _drain(clock, tasks)
+    assert server.statuses.count(429) <= 1  # at most the one that taught it, if sent concurrently
+    assert server.statuses.count(200) == 6
+
+
+async def test_learns_an_unknown_limit_from_one_probe() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 3, 10.0)
+    s = _scheduler(clock, curate_collection=[])  # nothing configured, nothing published
+    sends = []
+
+    async def call() -> float:
+        async with s.acquire("u", "curate_collection") as permit:
+            sends.append(s.in_flight)
+            await asyncio.sleep(0)
+            permit.settle(server.answer())
+        return clock.time()
+
+    tasks = [asyncio.create_task(call()) for _ in range(7)]
+    await _drain(clock, tasks)
+    assert sends[0] == 1  # one probe alone
+    assert server.statuses.count(429) == 0
+    assert len(server.statuses) == 7
+
+
+@pytest.mark.parametrize("skew", [-900.0, -61.3, 0.0, 59.7, 900.0])
+async def test_reset_read_against_the_servers_clock(skew: float) -> None:
+    """A server clock minutes off neither hangs the client (waits ~ a window) nor hammers it."""
+    clock = ManualClock(T0 + 0.37)
+    server = WindowModel(clock, 2, 10.0, skew=skew)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(2, 10.0))
+    tasks = [asyncio.create_task(_send(s, server)) for _ in range(6)]
+    times = await _drain(clock, tasks, step=0.1)
+    assert server.statuses.count(429) == 0
+    assert times[-1] - times[0] <= 2 * 10 + 2 * 1.2  # at most ~1 s late per window (Date is whole seconds)
+
+
+async def test_a_429_parks_only_that_users_budget() -> None:
+    clock = ManualClock(T0)
+    busy = WindowModel(clock, 1, 30.0)
+    other = WindowModel(clock, 10, 30.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(10, 30.0))
+    busy.answer()  # another client used busy's only request: our first one earns the 429
+    first = [asyncio.create_task(_send(s, busy, "busy")) for _ in range(3)]
+    await clock.advance(0)
+    b = await _send(s, other, "other")
+    assert b == T0
+    assert busy.statuses == [200, 429]
+    assert s.stats("busy", "create_tweet").rate_limited == 1
+    times = await _drain(clock, first)
+    assert busy.statuses.count(429) == 1
+    assert T0 + 90 <= max(times) <= T0 + 92.1  # one per window: the third waited three resets
+
+
+async def test_fifo_per_budget_and_a_backlog_does_not_delay_another_user() -> None:
+    clock = ManualClock(T0)
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(1000, 10.0)}, clock=clock.time, sleep=clock.sleep, max_in_flight=2
+    )
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def call(user: str, tag: str) -> None:
+        async with s.acquire(user, "create_tweet"):
+            order.append(tag)
+            await gate.wait()
+
+    backlog = [asyncio.create_task(call("heavy", f"h{i}")) for i in range(50)]
+    await asyncio.sleep(0)
+    light = asyncio.create_task(call("light", "l0"))
+    await asyncio.sleep(0)
+    assert order == ["h0", "h1"]
+    gate.set()
+    await asyncio.gather(*backlog, light)
+    assert order.index("l0") <= 3  # served on the next free slot, not after 48 queued calls
+    heavy = [t for t in order if t.startswith("h")]
+    assert heavy == [f"h{i}" for i in range(50)]  # FIFO
+
+
+async def test_release_exactly_remaining_waiters_at_reset() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 3, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(3, 10.0))
+    tasks = [asyncio.create_task(_send(s, server)) for _ in range(10)]
+    await clock.advance(0)
+    assert sum(t.done() for t in tasks) == 3
+    await clock.advance(10.2)
+    assert sum(t.done() for t in tasks) == 6
+    assert s.waiting == 4
+    await _drain(clock, tasks)
+    assert server.statuses.count(429) == 0
+
+
+async def test_max_wait_raises_at_once_and_spends_nothing() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 2, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(2, 10.0))
+    await _send(s, server)
+    await _send(s, server)
+    with pytest.raises(asyncx.RateLimited) as info:
+        async with s.acquire("u", "create_tweet", max_wait=5.0):
+            pytest.fail("must not be granted")
+    assert info.value.retry_at is not None and T0 + 10 <= info.value.retry_at <= T0 + 11
+    assert s.stats("u", "create_tweet").rejected == 1
+    # Nothing was spent: a call that may wait gets the first slot of the next window.
+    late = asyncio.create_task(_send(s, server, max_wait=60.0))
+    times = await _drain(clock, [late])
+    assert T0 + 10 <= times[0] <= T0 + 11 and server.statuses == [200, 200, 200]
+
+
+async def test_cancelled_waiter_spends_nothing_and_leaves_no_trace() -> None:
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 1, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(1, 10.0))
+    await _send(s, server)
+    doomed = asyncio.create_task(_send(s, server))
+    after = asyncio.create_task(_send(s, server))
+    await clock.advance(1)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert s.waiting == 1
+    times = await _drain(clock, [after])
+    assert T0 + 10 <= times[0] <= T0 + 11  # took the slot the cancelled call would have had
+    assert s.stats("u", "create_tweet").sent == 2
+
+
+async def test_cancel_right_after_grant_returns_the_room() -> None:
+    clock = ManualClock(T0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(1, 10.0))
+    async with s.acquire("u", "create_tweet"):
+        waiter = asyncio.create_task(s.acquire("u", "create_tweet").__aenter__())
+        await asyncio.sleep(0)
+    # The first permit ended without an answer; the waiter has not run yet when we cancel it.
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert s.in_flight == 0
+
+
+async def test_idle_budgets_expire() -> None:
+    clock = ManualClock(T0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(5, 10.0))
+    for i in range(100):
+        async with s.acquire(f"user{i}", "create_tweet") as permit:
+            permit.settle(asyncx.Response(200, {}, b"{}"))
+    assert len(s) == 100
+    await clock.advance(11)
+    for i in range(100, 200):
+        async with s.acquire(f"user{i}", "create_tweet"):
+            pass
+    assert len(s) < 110
+
+
+async def test_24_hour_cap_learned_from_headers_also_gates() -> None:
+    clock = ManualClock(T0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(100, 900.0))
+    headers = {
+        "x-rate-limit-limit": "100",
+        "x-rate-limit-remaining": "99",
+        "x-rate-limit-reset": str(int(T0) + 900),
+        "x-user-limit-24hour-limit": "1",
+        "x-user-limit-24hour-remaining": "0",
+        "x-user-limit-24hour-reset": str(int(T0) + 86400),
+        "date": formatdate(T0, usegmt=True),
+    }
+    async with s.acquire("u", "create_tweet") as permit:
+        permit.settle(asyncx.Response(201, headers, b"{}"))
+    with pytest.raises(asyncx.RateLimited) as info:
+        async with s.acquire("u", "create_tweet", max_wait=3600):
+            pass
+    assert info.value.retry_at is not None and info.value.retry_at >= T0 + 86400
+
+
+def test_server_clock_narrows_with_many_responses() -> None:
+    c = ServerClock()
+    c.observe(1000.0, 990.2, 990.3)  # server 1000.x while we were 990.2..990.3
+    assert c.low == pytest.approx(9.7)
+    c.observe(1001.0, 990.95, 991.0)
+    assert c.low == pytest.approx(10.0) and c.high <= 10.8
+    assert c.to_local(1010.0) == pytest.approx(1000.0)
