@@ -105,7 +105,9 @@ class Client:
         self._transport: Transport = transport or AiohttpTransport(
             session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
-        self.scheduler = Scheduler(rate_limits, clock=clock, sleep=sleep, max_in_flight=max_in_flight)
+        self.scheduler = Scheduler(
+            rate_limits, clock=clock, sleep=sleep, max_in_flight=max_in_flight, clock_probe=self._probe_clock
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -263,6 +265,11 @@ class Client:
 
     async def _send_single(self, prepared: Prepared, user: User) -> Response:
         return await self._transport.send(self._sign(prepared, user))
+
+    async def _probe_clock(self) -> Mapping[str, str]:
+        """An unauthenticated HEAD whose ``Date`` header tells the server's clock; it costs no rate budget."""
+        response = await self._transport.send(WireRequest("HEAD", self.base_url + "/2/openapi.json", {}))
+        return response.headers
 
     def _sign(self, prepared: Prepared, user: User) -> WireRequest:
         if isinstance(user, BearerUser):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-
-import attrs
+from typing import NamedTuple
 
 __all__ = ["LimitReading", "read_limits", "retry_after", "server_date"]
 
@@ -18,32 +17,33 @@ SCOPES = (
 )
 
 
-@attrs.frozen
-class LimitReading:
+class LimitReading(NamedTuple):
     """One limit as a response reports it; ``reset`` is on the server's clock (epoch seconds)."""
 
-    scope: str
     limit: int | None
     remaining: int
     reset: int
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return int(value) if value.isdigit() else None
+#: (scope, remaining header, reset header, limit header), spelled out once: this runs for every response.
+_KEYS = tuple((scope, f"{p}-remaining", f"{p}-reset", f"{p}-limit") for p, scope in SCOPES)
 
 
-def read_limits(headers: Mapping[str, str]) -> tuple[LimitReading, ...]:
-    """Every limit the headers report with both a remaining count and a reset time."""
-    readings = []
-    for prefix, scope in SCOPES:
-        remaining = _int(headers.get(f"{prefix}-remaining"))
-        reset = _int(headers.get(f"{prefix}-reset"))
-        if remaining is not None and reset is not None:
-            readings.append(LimitReading(scope, _int(headers.get(f"{prefix}-limit")), remaining, reset))
-    return tuple(readings)
+def read_limits(headers: Mapping[str, str]) -> dict[str, LimitReading]:
+    """Every limit the headers report with both a remaining count and a reset time, by scope."""
+    readings = {}
+    for scope, remaining_key, reset_key, limit_key in _KEYS:
+        remaining = headers.get(remaining_key)
+        if remaining is None:
+            continue
+        reset = headers.get(reset_key)
+        if reset is None or not remaining.isdigit() or not reset.isdigit():
+            continue
+        limit = headers.get(limit_key)
+        readings[scope] = LimitReading(
+            int(limit) if limit and limit.isdigit() else None, int(remaining), int(reset)
+        )
+    return readings
 
 
 @lru_cache(maxsize=16)
@@ -62,5 +62,5 @@ def server_date(headers: Mapping[str, str]) -> float | None:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a ``Retry-After`` header given in seconds, if any."""
-    value = _int(headers.get("retry-after"))
-    return float(value) if value is not None else None
+    value = headers.get("retry-after")
+    return float(value) if value is not None and value.strip().isdigit() else None

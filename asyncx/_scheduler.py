@@ -38,7 +38,10 @@ __all__ = ["BudgetStats", "Permit", "Scheduler", "ServerClock"]
 log = logging.getLogger("asyncx.scheduler")
 
 _DAY = 86_400.0
+#: How well (seconds) the server's clock is worth knowing; past this, probing stops.
+_CLOCK_PRECISION = 0.05
 _UNLIMITED = -1
+_NO_READINGS: dict[str, LimitReading] = {}
 
 
 @attrs.frozen
@@ -85,7 +88,18 @@ class _Window:
     not have reached it yet), else ``limit - used``. ``reset`` is local time, None until anchored.
     """
 
-    __slots__ = ("blocked", "in_flight", "limit", "low", "reset", "seconds", "shared", "trusted", "used")
+    __slots__ = (
+        "blocked",
+        "in_flight",
+        "limit",
+        "low",
+        "reset",
+        "seconds",
+        "server_reset",
+        "shared",
+        "trusted",
+        "used",
+    )
 
     def __init__(self, limit: int | None, seconds: float, shared: bool = False, trusted: bool = True) -> None:
         self.shared = shared  # an app-wide window, held by every budget of its endpoint
@@ -96,12 +110,15 @@ class _Window:
         self.in_flight = 0
         self.low: int | None = None
         self.reset: float | None = None
+        self.server_reset: int | None = (
+            None  # the reset as X said it, to re-read when the clock is better known
+        )
         self.blocked: list[_Budget] | None = None
 
     def room(self, now: float) -> int:
         if self.reset is not None and now >= self.reset:
             # A new window. Requests still in flight may land in it, so they count.
-            self.used, self.low, self.reset = self.in_flight, None, None
+            self.used, self.low, self.reset, self.server_reset = self.in_flight, None, None, None
         if self.limit == _UNLIMITED:
             return 1 << 30
         if self.low is not None:
@@ -121,6 +138,7 @@ class _Window:
         else:
             self.low = reading.remaining if self.low is None else min(self.low, reading.remaining)
         self.reset = reset
+        self.server_reset = reading.reset
 
 
 class _Budget:
@@ -224,6 +242,7 @@ class Scheduler:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_in_flight: int = 256,
         reset_margin: float = 0.05,
+        clock_probe: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
         self._limits = resolve_limits(limits)
         self._configured = frozenset(limits or ())
@@ -242,6 +261,8 @@ class Scheduler:
         self._seq = itertools.count()
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: float | None = None
+        self._probe = clock_probe
+        self._refiner: asyncio.Task[None] | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -292,9 +313,10 @@ class Scheduler:
         return b.wake_at if b is not None else None
 
     async def aclose(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for task in (self._timer, self._refiner):
+            if task is not None:
+                task.cancel()
+        self._timer = self._refiner = None
 
     # -- budgets ---------------------------------------------------------------------------------
 
@@ -474,6 +496,68 @@ class Scheduler:
                 self._timer.cancel()
             self._timer_at = deadline
             self._timer = asyncio.get_running_loop().create_task(self._run_timer())
+        clock = self.server_clock
+        if (
+            self._probe is not None
+            and self._refiner is None
+            and clock.low != -math.inf
+            and clock.high - clock.low > _CLOCK_PRECISION
+            and deadline - now > 1.5
+        ):
+            self._refiner = asyncio.get_running_loop().create_task(self._refine_clock())
+
+    async def _refine_clock(self) -> None:
+        """While budgets wait, pin down the server's clock with a few unauthenticated probes.
+
+        ``Date`` has whole seconds, and a burst of answers often shows one phase of it, leaving the
+        clock known to within a second: a wake-up up to a second late at every reset. Each probe is
+        timed for the moment the server's second would tick if the offset were the middle of what we
+        know, so its ``Date`` halves the doubt, as htpdate does.
+        """
+        clock = self.server_clock
+        assert self._probe is not None
+        try:
+            for _ in range(12):
+                width = clock.high - clock.low
+                if width <= _CLOCK_PRECISION:
+                    break
+                now = self._clock()
+                middle = (clock.low + clock.high) / 2
+                target = math.ceil(now + 0.02 + middle) - middle
+                if not self._heap or self._heap[0][0] - target < 0.5:
+                    break  # nobody waits long enough to gain from it
+                await self._sleep(target - now)
+                sent = self._clock()
+                headers = await self._probe()
+                date = server_date(headers)
+                if date is None:
+                    break
+                clock.observe(date, sent, self._clock())
+                if clock.high - clock.low > 0.75 * width:
+                    break  # the round trip is too long to learn more
+            self._rewake()
+        except Exception as exc:  # a failed probe only leaves the estimate as it was
+            log.debug("clock probe failed: %s", exc.__class__.__name__)
+        finally:
+            if self._refiner is asyncio.current_task():
+                self._refiner = None
+
+    def _rewake(self) -> None:
+        """Re-read parked budgets' resets with the better clock estimate, waking them earlier if due."""
+        now = self._clock()
+        for _, _, budget in list(self._heap):
+            if budget.wake_at is None:
+                continue
+            for w in budget.windows:
+                if w.server_reset is not None and w.reset is not None:
+                    w.reset = self.server_clock.to_local(w.server_reset)
+            blocker = self._blocker(budget, now)
+            if blocker is None:
+                budget.wake_at = None
+                self._pump(budget)
+            elif blocker.reset is not None and blocker.reset + self.reset_margin < budget.wake_at:
+                budget.wake_at = None
+                self._park(budget, blocker, now)
 
     async def _run_timer(self) -> None:
         heap = self._heap
@@ -500,24 +584,39 @@ class Scheduler:
         """Release a permit's room; with a response, reconcile its windows with the headers."""
         budget = permit._budget
         now = self._clock()
-        readings: dict[str, LimitReading] = {}
+        for w in permit._windows:
+            w.in_flight -= 1
+        readings: dict[str, LimitReading] = _NO_READINGS
         if response is not None:
             headers = response.headers
-            readings = {r.scope: r for r in read_limits(headers)}
+            readings = read_limits(headers)
             date = server_date(headers)
             if date is not None:
                 self.server_clock.observe(date, permit.granted_at, now)
-        for new_scope in readings.keys() - set(budget.scopes):
-            self._adopt(budget, new_scope)
-        for w in permit._windows:
-            w.in_flight -= 1
+            self._reconcile(budget, readings, response.status < 300, now)
+        self._in_flight -= 1
+        budget.sent += 1
+        self._totals[budget.endpoint][0] += 1
+        if response is not None and response.status == 429:
+            self._on_429(permit, response, readings, now)
+        if self._ready:
+            nxt = self._ready.popleft()
+            nxt.in_ready = False
+            self._pump(nxt, most=1)
+        if budget.waiters:
+            self._pump(budget)
+
+    def _reconcile(self, budget: _Budget, readings: dict[str, LimitReading], ok: bool, now: float) -> None:
+        for named in readings:
+            if named not in budget.scopes:
+                self._adopt(budget, named)
         for scope, w in zip(budget.scopes, budget.windows, strict=True):
             reading = readings.get(scope) if scope else None
             if reading is not None:
                 w.reconcile(reading, self.server_clock.to_local(reading.reset), now)
-                if scope and w.limit and w.limit > 0:
+                if w.limit and w.limit > 0 and scope:
                     self._learned[(budget.endpoint, scope)] = w.limit
-            elif response is not None and response.status < 300 and not w.trusted:
+            elif ok and not w.trusted:
                 w.trusted = True  # the server shows no count here: the configured limit, if any, rules
                 if w.limit is None:
                     w.limit = _UNLIMITED
@@ -526,17 +625,6 @@ class Scheduler:
                 for other in blocked:
                     if other is not budget:
                         self._pump(other)
-        self._in_flight -= 1
-        budget.sent += 1
-        totals = self._totals[budget.endpoint]
-        totals[0] += 1
-        if response is not None and response.status == 429:
-            self._on_429(permit, response, readings, now)
-        if self._ready:
-            nxt = self._ready.popleft()
-            nxt.in_ready = False
-            self._pump(nxt, most=1)
-        self._pump(budget)
 
     def _on_429(
         self, permit: Permit, response: Response, readings: Mapping[str, LimitReading], now: float

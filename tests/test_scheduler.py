@@ -271,3 +271,43 @@ def test_server_clock_narrows_with_many_responses() -> None:
     c.observe(1001.0, 990.95, 991.0)
     assert c.low == pytest.approx(10.0) and c.high <= 10.8
     assert c.to_local(1010.0) == pytest.approx(1000.0)
+
+
+async def test_clock_probes_pin_down_the_server_clock_while_budgets_wait() -> None:
+    """One phase of whole-second Dates leaves up to 1 s of doubt; timed probes shrink it before the reset."""
+    clock = ManualClock(T0 + 0.9)
+    skew = 0.63  # the server is 0.63 s ahead: answers in a burst at T0+0.9 all say T0+1
+    server = WindowModel(clock, 2, 10.0, skew=skew)
+    probes: list[float] = []
+
+    async def probe() -> dict[str, str]:
+        probes.append(clock.time())
+        return {"date": formatdate(clock.time() + skew, usegmt=True)}
+
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(2, 10.0)}, clock=clock.time, sleep=clock.sleep, clock_probe=probe
+    )
+    tasks = [asyncio.create_task(_send(s, server)) for _ in range(3)]
+    times = await _drain(clock, tasks, step=0.01)
+    assert 2 <= len(probes) <= 12
+    assert s.server_clock.high - s.server_clock.low <= 0.06
+    true_reset_local = math.ceil(T0 + 0.9 + skew + 10) - skew  # the server's reset on our clock: T0+11.37
+    assert true_reset_local <= times[2] <= true_reset_local + 0.15  # not ~T0+12, as one phase of Dates allows
+    assert server.statuses == [200, 200, 200]
+
+
+async def test_no_probe_without_a_long_wait() -> None:
+    clock = ManualClock(T0)
+    calls = 0
+
+    async def probe() -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        return {}
+
+    server = WindowModel(clock, 1, 0.5)
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(1, 0.5)}, clock=clock.time, sleep=clock.sleep, clock_probe=probe
+    )
+    await _drain(clock, [asyncio.create_task(_send(s, server)) for _ in range(3)])
+    assert calls == 0

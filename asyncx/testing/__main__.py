@@ -72,7 +72,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with _fake(args) as fake:
         users = [fake.users.create() for _ in range(args.users)]
-        info = {
+        info: dict[str, object] = {
             "base_url": fake.base_url,
             "consumer_key": fake.consumer_key,
             "consumer_secret": fake.consumer_secret,
@@ -87,6 +87,8 @@ async def serve(args: argparse.Namespace) -> None:
                 for u in users
             ],
         }
+        if fake.certificate is not None:
+            info["ca_certificate"] = fake.certificate
         print(json.dumps(info), flush=True)
         await stop.wait()
 

@@ -183,7 +183,7 @@ class FakeX:
         self.collections: defaultdict[str, list[str]] = defaultdict(list)
         self._rng = random.Random(seed)
         self._host, self._port, self._tls = host, port, tls
-        self._ssl: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+        self._ssl: tuple[ssl.SSLContext, ssl.SSLContext, str] | None = None
         self._oauth1: dict[str, tuple[str, str]] = {}  # access token -> (secret, user id)
         self._bearer: dict[str, str] = {}  # access token -> user id
         self._texts: defaultdict[str, set[str]] = defaultdict(set)
@@ -197,12 +197,23 @@ class FakeX:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024**2)
+        app.on_response_prepare.append(self._stamp_date)
+        app.router.add_get("/2/openapi.json", self._openapi)
         app.router.add_post("/2/tweets", self._handler("create_tweet", self._create_tweet))
         app.router.add_post("/2/users/{id}/bookmarks", self._handler("bookmark", self._bookmark))
         add, curate = "/1.1/collections/entries/add.json", "/1.1/collections/entries/curate.json"
         app.router.add_post(add, self._handler("add_collection_entry", self._collection_add))
         app.router.add_post(curate, self._handler("curate_collection", self._collection_curate))
         return app
+
+    async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
+        # Every answer, 404s included, carries the server's (possibly skewed) clock, as X's do.
+        response.headers["Date"] = formatdate(self.now(), usegmt=True)
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"openapi": "3.0.0", "info": {"title": "FakeX", "version": "2"}, "paths": {}}
+        )
 
     async def start(self) -> FakeX:
         if self._tls and self._ssl is None:
@@ -227,6 +238,11 @@ class FakeX:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def certificate(self) -> str | None:
+        """The PEM of the fake's self-signed certificate (``tls=True`` only), for clients elsewhere."""
+        return self._ssl[2] if self._ssl else None
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -315,11 +331,10 @@ class FakeX:
         return response
 
     def _json(self, payload: Any, status: int, headers: Mapping[str, str]) -> web.Response:
-        all_headers = {**headers, "Date": formatdate(self.now(), usegmt=True)}
         return web.Response(
             body=json.dumps(payload).encode(),
             status=status,
-            headers=all_headers,
+            headers=headers,
             content_type="application/json",
         )
 

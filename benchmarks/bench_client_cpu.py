@@ -1,0 +1,113 @@
+"""Client CPU per request against a local FakeX in another process, beside raw aiohttp and tweepy.
+
+Only the client process's CPU time is counted (the server runs in a child process). Each variant posts
+``--requests`` unique posts, ``--concurrency`` at a time, over TLS; variants alternate for ``--rounds``
+rounds and the median is reported.
+
+    python benchmarks/bench_client_cpu.py [--requests 2000 --concurrency 20 --rounds 3]
+Targets: asyncx with a bearer user <= 1.3x raw aiohttp; asyncx with an OAuth 1.0a user below tweepy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import ssl
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import tweepy.asynchronous
+
+import asyncx
+
+from _support import ServerProcess, pinned_session
+
+_texts = itertools.count()
+
+
+def text() -> str:
+    return f"benchmark post {next(_texts)}"
+
+
+async def measure(make: Callable[[], Awaitable[None]], requests: int, concurrency: int) -> float:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with sem:
+            await make()
+
+    start = time.process_time()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    return (time.process_time() - start) / requests * 1e6
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
+        info, user = server.info, server.info["users"][0]
+        ctx = ssl.create_default_context(cadata=info["ca_certificate"])
+        url = info["base_url"] + "/2/tweets"
+        bearer = asyncx.BearerUser(access_token=user["bearer_token"], user_id=user["user_id"])
+        oauth1 = asyncx.OAuth1User(user["access_token"], user["access_token_secret"])
+        limits = {"create_tweet": asyncx.RateLimit(100_000_000, 900.0), "app:create_tweet": []}
+        raw_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=100))
+        keys = (info["consumer_key"], info["consumer_secret"])
+        client = asyncx.Client(*keys, base_url=info["base_url"], ssl=ctx, rate_limits=limits)
+        tweepy_session = pinned_session(server.port, info["ca_certificate"])
+        tw = tweepy.asynchronous.AsyncClient(
+            consumer_key=info["consumer_key"],
+            consumer_secret=info["consumer_secret"],
+            access_token=user["access_token"],
+            access_token_secret=user["access_token_secret"],
+        )
+        tw.session = tweepy_session
+
+        async def raw() -> None:
+            headers = {"Authorization": f"Bearer {user['bearer_token']}", "Content-Type": "application/json"}
+            async with raw_session.post(url, data=json.dumps({"text": text()}), headers=headers) as resp:
+                body = json.loads(await resp.read())
+                assert resp.status == 201, body
+
+        async def asyncx_bearer() -> None:
+            await client.create_tweet(text=text(), user=bearer)
+
+        async def asyncx_oauth1() -> None:
+            await client.create_tweet(text=text(), user=oauth1)
+
+        async def tweepy_oauth1() -> None:
+            await tw.create_tweet(text=text(), user_auth=True)
+
+        variants = {
+            "raw aiohttp (bearer)": raw,
+            "asyncx (bearer)": asyncx_bearer,
+            "asyncx (OAuth 1.0a)": asyncx_oauth1,
+            "tweepy (OAuth 1.0a)": tweepy_oauth1,
+        }
+        results: dict[str, list[float]] = {name: [] for name in variants}
+        for make in variants.values():  # warm up connections and caches
+            await measure(make, 50, args.concurrency)
+        for _ in range(args.rounds):
+            for name, make in variants.items():
+                results[name].append(await measure(make, args.requests, args.concurrency))
+        await raw_session.close()
+        await client.aclose()
+        await tweepy_session.close()
+    med = {name: statistics.median(v) for name, v in results.items()}
+    for name, us in med.items():
+        print(f"{name:<22} {us:8.1f} us CPU per request")
+    bearer_ratio = med["asyncx (bearer)"] / med["raw aiohttp (bearer)"]
+    oauth_ratio = med["asyncx (OAuth 1.0a)"] / med["tweepy (OAuth 1.0a)"]
+    print(f"asyncx bearer / raw aiohttp: {bearer_ratio:.2f}x (target <= 1.3x)")
+    print(f"asyncx OAuth 1.0a / tweepy:  {oauth_ratio:.2f}x (target < 1.0x)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
