@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -17,10 +16,22 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 import aiohttp
+import tenacity
 
+from . import _retry
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
 from ._endpoints import Endpoint, Prepared, endpoint_for
-from ._errors import APIError, ValidationError, error_from_response
+from ._errors import (
+    AlreadyPosted,
+    APIError,
+    DuplicateContent,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    ValidationError,
+    error_from_response,
+)
+from ._headers import server_date
 from ._models import (
     AddCollectionEntry,
     Bookmark,
@@ -36,6 +47,8 @@ from ._models import (
     Request,
     Tweet,
 )
+from ._oauth2 import OAuth2Refresher
+from ._retry import RetryPolicy
 from ._scheduler import BudgetStats, Permit, Scheduler
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
 
@@ -49,6 +62,7 @@ T = TypeVar("T")
 
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
+_DEFAULT_RETRY = RetryPolicy()
 
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
@@ -66,7 +80,8 @@ class Client:
 
     Calls wait for rate budget, in FIFO order per user and endpoint; ``max_wait`` (seconds, per call
     or for the client) makes a call that would wait longer raise ``RateLimited`` at once instead.
-    ``max_in_flight`` bounds open requests. ``clock`` and ``sleep`` exist for tests.
+    ``max_in_flight`` bounds open requests. ``retry`` is the ``RetryPolicy`` for transient failures
+    (``None``: one attempt). ``clock`` and ``sleep`` exist for tests.
 
     Example::
 
@@ -89,6 +104,7 @@ class Client:
         ssl: SSLContext | None = None,
         max_wait: float | None = None,
         max_in_flight: int = 256,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -101,10 +117,14 @@ class Client:
         )
         self._user = user
         self.max_wait = max_wait
+        self.retry = retry
         self._clock = clock
+        self._sleep = sleep
+        self._refreshes: dict[int, asyncio.Future[None]] = {}
         self._transport: Transport = transport or AiohttpTransport(
             session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
+        self._oauth2 = OAuth2Refresher(self._transport, self.base_url)
         self.scheduler = Scheduler(
             rate_limits, clock=clock, sleep=sleep, max_in_flight=max_in_flight, clock_probe=self._probe_clock
         )
@@ -229,7 +249,7 @@ class Client:
         prepared = endpoint.prepare(request, actual, self.base_url)
         wait = self.max_wait if max_wait is None else max_wait
         deadline = None if wait is None or wait == math.inf else self._clock() + wait
-        return await self._send_retrying(endpoint, prepared, actual, deadline)
+        return await self._send_retrying(endpoint, request, prepared, actual, deadline)
 
     def _user_for(self, user: User | None) -> User:
         user = user if user is not None else self._user
@@ -246,9 +266,91 @@ class Client:
         return user
 
     async def _send_retrying(
+        self,
+        endpoint: Endpoint[Any, T],
+        request: Request,
+        prepared: Prepared,
+        user: User,
+        deadline: float | None,
+    ) -> T:
+        """Retry transient failures, and tell a duplicate of our own unanswered attempt from a real one.
+
+        A post is not idempotent: once an attempt may have reached X (the connection broke after the
+        request was written, the answer timed out, or X failed with a 5xx), a later "duplicate content"
+        answer means that attempt created the post, and the call ends in ``AlreadyPosted``.
+        """
+        ambiguous = False
+        attempts = 0
+        policy_deadline = None
+        if self.retry is not None and self.retry.deadline is not None:
+            policy_deadline = self._clock() + self.retry.deadline
+        stop_at = None if policy_deadline is None else _stop_at(policy_deadline, self._clock)
+        retrying = _retry.retrying(self.retry, self._sleep, stop_at)
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                try:
+                    result = await self._send_handling_auth(endpoint, prepared, user, deadline)
+                except TransportError as exc:
+                    ambiguous = ambiguous or exc.maybe_sent
+                    raise
+                except ServerError:
+                    ambiguous = True
+                    raise
+                except DuplicateContent as exc:
+                    if ambiguous and isinstance(request, CreateTweet):
+                        raise AlreadyPosted(
+                            exc.status,
+                            text=request.text,
+                            attempts=attempts,
+                            problem=exc.problem,
+                            errors=exc.errors,
+                            headers=exc.headers,
+                            body=exc.body,
+                            message=f"delivered by an earlier unanswered attempt ({attempts} attempts)",
+                        ) from None
+                    raise
+                if ambiguous and attempts > 1:
+                    result = endpoint.after_ambiguous(result)
+                return result
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send_handling_auth(
         self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
     ) -> T:
+        """Mend what a 401 says once: re-sign with the server's clock (OAuth 1.0a code 135), or refresh
+        an expired OAuth 2.0 token; a second 401 is final."""
+        token = user.access_token
+        try:
+            return await self._send_budgeted(endpoint, prepared, user, deadline)
+        except Unauthorized as exc:
+            if isinstance(user, OAuth1User) and _timestamp_refused(exc) and self._learn_clock(exc):
+                log.info(
+                    "server clock differs by %.0fs; re-signing", self._signer.offset if self._signer else 0
+                )
+            elif isinstance(user, BearerUser) and user.refresh_token and user.client_id:
+                await self._refresh(user, token)
+            else:
+                raise
         return await self._send_budgeted(endpoint, prepared, user, deadline)
+
+    def _learn_clock(self, exc: Unauthorized) -> bool:
+        date = server_date(exc.headers)
+        if date is None or self._signer is None:
+            return False
+        self._signer.offset = date + 0.5 - time.time()
+        return True
+
+    async def _refresh(self, user: BearerUser, used_token: str) -> None:
+        """Refresh ``user``'s token once, however many calls found it expired at the same time."""
+        if user.access_token != used_token:
+            return  # another call has refreshed it already
+        task = self._refreshes.get(id(user))
+        if task is None:
+            task = asyncio.ensure_future(self._oauth2.refresh(user))
+            self._refreshes[id(user)] = task
+            task.add_done_callback(lambda _: self._refreshes.pop(id(user), None))
+        await asyncio.shield(task)
 
     async def _send_budgeted(
         self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
@@ -281,7 +383,7 @@ class Client:
         return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
 
     def _result(self, endpoint: Endpoint[Any, T], response: Response, permit: Permit) -> T:
-        data = _decode(response.body)
+        data = response.json()
         if response.status >= 400:
             raise error_from_response(response.status, data, response.headers, retry_at=permit.retry_at)
         if data is None:
@@ -291,10 +393,17 @@ class Client:
         return endpoint.parse(data)
 
 
-def _decode(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+def _timestamp_refused(exc: Unauthorized) -> bool:
+    detail = exc.problem.detail.lower() if exc.problem is not None else ""
+    return 135 in exc.codes or "timestamp" in detail
+
+
+class _stop_at(tenacity.stop.stop_base):
+    """Stop when the next attempt would start past a deadline on the client's (injectable) clock."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() + (retry_state.upcoming_sleep or 0.0) >= self.deadline

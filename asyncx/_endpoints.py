@@ -55,6 +55,11 @@ class Endpoint(Generic[R, T]):
     users: tuple[type, ...]
     _body: Callable[[R], tuple[str, bytes, tuple[tuple[str, str], ...]]]
     _parse: Callable[[Any], T]
+    _after_ambiguous: Callable[[T], T] | None = None
+
+    def after_ambiguous(self, result: T) -> T:
+        """The result of an attempt made after an earlier one may have been applied unanswered."""
+        return self._after_ambiguous(result) if self._after_ambiguous is not None else result
 
     def check_user(self, user: User) -> None:
         """Refuse a user whose kind of auth this endpoint does not take, before anything is sent."""
@@ -120,6 +125,13 @@ def _collection_result(data: Any) -> CollectionResult:
     return CollectionResult(errors=tuple(errors))
 
 
+def _duplicates_applied(result: CollectionResult) -> CollectionResult:
+    # After an unanswered attempt, "duplicate" means that attempt put the post in the collection.
+    applied = tuple(e for e in result.errors if e.reason == "duplicate")
+    errors = tuple(e for e in result.errors if e.reason != "duplicate")
+    return CollectionResult(errors=errors, applied_earlier=result.applied_earlier + applied)
+
+
 ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
     CreateTweet: Endpoint("create_tweet", "/2/tweets", (OAuth1User, BearerUser), _json_body, _tweet),
     Bookmark: Endpoint(
@@ -131,6 +143,7 @@ ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
         (OAuth1User,),
         _collection_add_body,
         _collection_result,
+        _duplicates_applied,
     ),
     CurateCollection: Endpoint(
         "curate_collection",
@@ -138,6 +151,7 @@ ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
         (OAuth1User,),
         _json_body,
         _collection_result,
+        _duplicates_applied,
     ),
 }
 

@@ -74,7 +74,7 @@ async def test_oauth1_user_needs_consumer_keys() -> None:
 
 
 async def test_connection_refused_is_transport_error_not_sent() -> None:
-    async with asyncx.Client(base_url="http://127.0.0.1:9") as client:
+    async with asyncx.Client(base_url="http://127.0.0.1:9", retry=None) as client:
         with pytest.raises(asyncx.TransportError) as info:
             await client.create_tweet(text="x", user=BOB)
     assert info.value.maybe_sent is False
