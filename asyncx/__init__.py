@@ -37,6 +37,8 @@ from ._models import (
     Reply,
     Tweet,
 )
+from ._retry import RetryPolicy
+from ._scheduler import BudgetStats
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._validation import weighted_length
 
@@ -48,6 +50,7 @@ __all__ = [
     "AlreadyPosted",
     "BearerUser",
     "Bookmark",
+    "BudgetStats",
     "Client",
     "CollectionChange",
     "CollectionError",
@@ -69,6 +72,7 @@ __all__ = [
     "RateLimited",
     "Reply",
     "Response",
+    "RetryPolicy",
     "ServerError",
     "StoreUnavailable",
     "Timeouts",

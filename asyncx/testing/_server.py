@@ -117,7 +117,12 @@ class _Users:
             access_token=f"{user_id}-{secrets.token_urlsafe(18)}",
             access_token_secret=secrets.token_urlsafe(30),
         )
-        bearer = BearerUser(access_token=secrets.token_urlsafe(30), user_id=user_id)
+        bearer = BearerUser(
+            access_token=secrets.token_urlsafe(30),
+            user_id=user_id,
+            refresh_token=secrets.token_urlsafe(30),
+            client_id=self._fake.client_id,
+        )
         user = FakeUser(name, user_id, oauth1, bearer)
         self._by_name[name] = user
         self._fake._register(user)
@@ -176,6 +181,10 @@ class FakeX:
         self.timestamp_tolerance = timestamp_tolerance
         self.consumer_key = secrets.token_urlsafe(18)
         self.consumer_secret = secrets.token_urlsafe(30)
+        #: The OAuth 2.0 app's client id (a public client: no secret is needed to refresh).
+        self.client_id = secrets.token_urlsafe(12)
+        #: Successful refreshes at ``/2/oauth2/token``.
+        self.refreshes = 0
         self.users = _Users(self)
         self.log: list[LogEntry] = []
         self.posts: dict[str, Post] = {}
@@ -186,10 +195,13 @@ class FakeX:
         self._ssl: tuple[ssl.SSLContext, ssl.SSLContext, str] | None = None
         self._oauth1: dict[str, tuple[str, str]] = {}  # access token -> (secret, user id)
         self._bearer: dict[str, str] = {}  # access token -> user id
+        self._refresh_tokens: dict[str, str] = {}  # refresh token -> user id (single use)
         self._texts: defaultdict[str, set[str]] = defaultdict(set)
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._ids = itertools.count(1_800_000_000_000_000_000)
+        self._fail_next: list[int] = []  # statuses for the next requests, before any effect
+        self._drop_next = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -199,6 +211,7 @@ class FakeX:
         app = web.Application(client_max_size=1024**2)
         app.on_response_prepare.append(self._stamp_date)
         app.router.add_get("/2/openapi.json", self._openapi)
+        app.router.add_post("/2/oauth2/token", self._token)
         app.router.add_post("/2/tweets", self._handler("create_tweet", self._create_tweet))
         app.router.add_post("/2/users/{id}/bookmarks", self._handler("bookmark", self._bookmark))
         add, curate = "/1.1/collections/entries/add.json", "/1.1/collections/entries/curate.json"
@@ -289,10 +302,48 @@ class FakeX:
     def _register(self, user: FakeUser) -> None:
         self._oauth1[user.oauth1.access_token] = (user.oauth1.access_token_secret, user.user_id)
         self._bearer[user.bearer.access_token] = user.user_id
+        assert user.bearer.refresh_token is not None
+        self._refresh_tokens[user.bearer.refresh_token] = user.user_id
 
-    def revoke_bearer(self, user: FakeUser) -> None:
-        """Make a user's bearer token invalid, as an expired token is (401)."""
-        self._bearer.pop(user.bearer.access_token, None)
+    def expire_token(self, user: FakeUser | BearerUser) -> None:
+        """Expire a user's current OAuth 2.0 access token: it now gets 401 until refreshed."""
+        bearer = user.bearer if isinstance(user, FakeUser) else user
+        self._bearer.pop(bearer.access_token, None)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
+        user_id = self._refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if (
+            form.get("grant_type") != "refresh_token"
+            or form.get("client_id") != self.client_id
+            or user_id is None
+        ):
+            refused = {
+                "error": "invalid_request",
+                "error_description": "Value passed for the token was invalid.",
+            }
+            return web.json_response(refused, status=400)
+        access, refresh = secrets.token_urlsafe(30), secrets.token_urlsafe(30)
+        self._bearer[access] = user_id
+        self._refresh_tokens[refresh] = user_id
+        self.refreshes += 1
+        scope = "tweet.read tweet.write users.read bookmark.write offline.access"
+        payload: dict[str, object] = {
+            "token_type": "bearer",
+            "expires_in": 7200,
+            "access_token": access,
+            "scope": scope,
+            "refresh_token": refresh,
+        }
+        return web.json_response(payload)
+
+    def fail_next(self, count: int = 1, status: int = 503) -> None:
+        """Answer the next ``count`` API requests with ``status`` before any effect (deterministic faults)."""
+        self._fail_next.extend([status] * count)
+
+    def drop_next(self, count: int = 1) -> None:
+        """Apply the next ``count`` successful API requests, then drop their connections unanswered."""
+        self._drop_next += count
 
     def _handler(self, endpoint: str, effect: Callable[..., Any]) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -309,9 +360,12 @@ class FakeX:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
         arrived = self.now()
         v2 = endpoint in _V2
-        if faults.error_rate and self._rng.random() < faults.error_rate:
-            self.log.append(LogEntry(arrived, endpoint, None, faults.error_status))
-            return self._error(v2, faults.error_status, "Service Unavailable", "service-unavailable", 130, {})
+        fail = self._fail_next.pop(0) if self._fail_next else None
+        if fail is None and faults.error_rate and self._rng.random() < faults.error_rate:
+            fail = faults.error_status
+        if fail is not None:
+            self.log.append(LogEntry(arrived, endpoint, None, fail))
+            return self._error(v2, fail, "Service Unavailable", "service-unavailable", 130, {})
         user_id, failure = self._authenticate(request, body, endpoint, arrived, v2)
         if failure is not None:
             self.log.append(LogEntry(arrived, endpoint, user_id, failure.status))
@@ -324,7 +378,11 @@ class FakeX:
         status, payload, duplicate = effect(request, body, user_id)
         response = self._json(payload, status, headers)
         committed = status < 300
-        dropped = committed and faults.drop_rate > 0 and self._rng.random() < faults.drop_rate
+        dropped = committed and (
+            self._drop_next > 0 or (faults.drop_rate > 0 and self._rng.random() < faults.drop_rate)
+        )
+        if dropped and self._drop_next > 0:
+            self._drop_next -= 1
         self.log.append(LogEntry(arrived, endpoint, user_id, status, dropped, duplicate))
         if dropped and request.transport is not None:
             request.transport.abort()
