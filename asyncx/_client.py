@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -63,6 +64,9 @@ T = TypeVar("T")
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
 _DEFAULT_RETRY = RetryPolicy()
+
+#: Set to ``[0]`` around a call to learn how many attempts it made (the bulk runner reports them).
+ATTEMPTS: ContextVar[list[int] | None] = ContextVar("asyncx_attempts", default=None)
 
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
@@ -220,26 +224,54 @@ class Client:
 
     @overload
     async def send(
-        self, request: CreateTweet, *, user: User | None = None, max_wait: float | None = None
+        self,
+        request: CreateTweet,
+        *,
+        user: User | None = ...,
+        max_wait: float | None = ...,
+        previously_attempted: bool = ...,
     ) -> Tweet: ...
     @overload
     async def send(
-        self, request: Bookmark, *, user: User | None = None, max_wait: float | None = None
+        self,
+        request: Bookmark,
+        *,
+        user: User | None = ...,
+        max_wait: float | None = ...,
+        previously_attempted: bool = ...,
     ) -> bool: ...
     @overload
     async def send(
         self,
         request: AddCollectionEntry | CurateCollection,
         *,
+        user: User | None = ...,
+        max_wait: float | None = ...,
+        previously_attempted: bool = ...,
+    ) -> CollectionResult: ...
+    @overload
+    async def send(
+        self,
+        request: Request,
+        *,
+        user: User | None = ...,
+        max_wait: float | None = ...,
+        previously_attempted: bool = ...,
+    ) -> Any: ...
+
+    async def send(
+        self,
+        request: Request,
+        *,
         user: User | None = None,
         max_wait: float | None = None,
-    ) -> CollectionResult: ...
-
-    async def send(self, request: Request, *, user: User | None = None, max_wait: float | None = None) -> Any:
+        previously_attempted: bool = False,
+    ) -> Any:
         """Send a request object as ``user`` (or the client's default user) and return its result.
 
         ``max_wait`` bounds the seconds spent waiting for rate budget (``None``: the client's default;
-        ``math.inf``: no bound).
+        ``math.inf``: no bound). ``previously_attempted`` says an earlier attempt of this same call may
+        have reached X (a job resumed after a crash): a "duplicate" answer then means it was delivered.
         """
         if self._closed:
             raise RuntimeError("the client is closed")
@@ -249,7 +281,7 @@ class Client:
         prepared = endpoint.prepare(request, actual, self.base_url)
         wait = self.max_wait if max_wait is None else max_wait
         deadline = None if wait is None or wait == math.inf else self._clock() + wait
-        return await self._send_retrying(endpoint, request, prepared, actual, deadline)
+        return await self._send_retrying(endpoint, request, prepared, actual, deadline, previously_attempted)
 
     def _user_for(self, user: User | None) -> User:
         user = user if user is not None else self._user
@@ -272,6 +304,7 @@ class Client:
         prepared: Prepared,
         user: User,
         deadline: float | None,
+        ambiguous: bool = False,
     ) -> T:
         """Retry transient failures, and tell a duplicate of our own unanswered attempt from a real one.
 
@@ -279,8 +312,8 @@ class Client:
         request was written, the answer timed out, or X failed with a 5xx), a later "duplicate content"
         answer means that attempt created the post, and the call ends in ``AlreadyPosted``.
         """
-        ambiguous = False
         attempts = 0
+        counter = ATTEMPTS.get()
         policy_deadline = None
         if self.retry is not None and self.retry.deadline is not None:
             policy_deadline = self._clock() + self.retry.deadline
@@ -289,6 +322,8 @@ class Client:
         async for attempt in retrying:
             with attempt:
                 attempts += 1
+                if counter is not None:
+                    counter[0] = attempts
                 try:
                     result = await self._send_handling_auth(endpoint, prepared, user, deadline)
                 except TransportError as exc:
@@ -310,7 +345,7 @@ class Client:
                             message=f"delivered by an earlier unanswered attempt ({attempts} attempts)",
                         ) from None
                     raise
-                if ambiguous and attempts > 1:
+                if ambiguous:
                     result = endpoint.after_ambiguous(result)
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover

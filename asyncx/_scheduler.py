@@ -307,6 +307,15 @@ class Scheduler:
             int(sum(t[3] for t in totals)),
         )
 
+    def eta(self, user: str, endpoint: str, calls: int) -> float | None:
+        """When ``calls`` more calls of a budget (its queue included) could all be sent, by the windows
+        known now (local time); None for a budget not seen yet."""
+        b = self._budgets.get((user, endpoint))
+        if b is None or calls <= 0:
+            return None
+        queued = sum(1 for f in b.waiters if not f.done()) if b.waiters else 0
+        return self._eta(b, self._clock(), max(queued, calls) - 1)
+
     def next_reset(self, user: str, endpoint: str) -> float | None:
         """When the budget's exhausted window resets (local time), if it is waiting on one."""
         b = self._budgets.get((user, endpoint))

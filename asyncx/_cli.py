@@ -1,0 +1,321 @@
+"""The ``asyncx`` command (and ``python -m asyncx``): ``asyncx post JOBS.jsonl`` runs a bulk job.
+
+Exit codes: 0 every line done, 1 some lines failed or were invalid, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ._auth import BearerUser
+from ._client import Client
+from ._errors import ValidationError
+from ._models import RateLimit
+from .bulk import Item, Journal, Outcome, run
+from .bulk._jobs import (
+    Credentials,
+    LineProblem,
+    UserCredentials,
+    load_credentials,
+    parse_line,
+    read_lines,
+    scan_users,
+)
+
+__all__ = ["main"]
+
+#: The sandbox's short windows: a newcomer sees waiting within seconds, and the job ends within a minute.
+SANDBOX_LIMITS = {
+    "create_tweet": RateLimit(5, 10.0),
+    "bookmark": RateLimit(5, 10.0),
+    "add_collection_entry": RateLimit(10, 10.0),
+    "curate_collection": RateLimit(10, 10.0),
+}
+
+
+class _Usage(Exception):
+    """Bad usage: reported in one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncx", description="Bulk jobs for the X API.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    post = sub.add_parser("post", help="run a jobs file: one JSON action per line", description=__doc__)
+    post.add_argument("jobs", type=Path, help='JSON lines: {"user": "alice", "text": "..."} and more')
+    post.add_argument(
+        "--credentials", type=Path, help="TOML file with [app] and [users.NAME] (or ASYNCX_* env)"
+    )
+    post.add_argument(
+        "--journal", type=Path, help="SQLite journal for resuming (default: JOBS.journal.sqlite)"
+    )
+    post.add_argument("--concurrency", type=int, default=100, help="items under way at once (default 100)")
+    post.add_argument("--base-url", help="API base URL (default https://api.twitter.com)")
+    post.add_argument("--report", type=Path, help="write every line's outcome to this JSON file")
+    post.add_argument("--dry-run", action="store_true", help="check every line and credential; send nothing")
+    post.add_argument(
+        "--sandbox", action="store_true", help="run against an in-process fake X with made-up users"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # exits 2 on bad usage
+    if args.concurrency < 1:
+        print("asyncx: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_post(args))
+    except _Usage as exc:
+        print(f"asyncx: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asyncx: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+class _Report:
+    """Streams outcomes into a JSON file (``{"lines": [...], "summary": {...}}``) and keeps the counts."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file: IO[str] | None = path.open("w", encoding="utf-8") if path else None
+        self._first = True
+        self.counts = {"done": 0, "failed": 0, "invalid": 0, "resumed": 0, "delivered_earlier": 0}
+        self.errors: dict[str, int] = {}
+        if self._file:
+            self._file.write('{"lines": [\n')
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if self._file:
+            self._file.write(("" if self._first else ",\n") + json.dumps(entry))
+            self._first = False
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.counts["done" if outcome.ok else "failed"] += 1
+        self.counts["resumed"] += outcome.resumed
+        self.counts["delivered_earlier"] += outcome.delivered_earlier
+        for o in (outcome, *outcome.steps):
+            if o.status == "failed":
+                self.errors[o.error_type or "Error"] = self.errors.get(o.error_type or "Error", 0) + 1
+        self.add({"line": _line(outcome.key), **outcome.to_dict()})
+
+    def problem(self, problem: LineProblem) -> None:
+        self.counts["invalid"] += 1
+        self.add({"line": problem.line, "status": "invalid", "error": problem.message})
+
+    def close(self, summary: dict[str, Any]) -> None:
+        if self._file:
+            self._file.write("\n],\n" + json.dumps({"summary": summary})[1:])
+            self._file.close()
+
+
+def _line(key: str) -> int:
+    return int(key.split(":")[1])
+
+
+async def _post(args: argparse.Namespace) -> int:
+    if not args.jobs.is_file():
+        raise _Usage(f"no jobs file at {args.jobs}")
+    total, per_user = scan_users(args.jobs)
+    console = Console(stderr=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if args.sandbox:
+            from .testing import FakeX  # only the sandbox needs the fake server
+
+            fake = await stack.enter_async_context(FakeX(limits=SANDBOX_LIMITS))
+            creds = _sandbox_credentials(fake, per_user)
+            base_url = fake.base_url
+            console.print(f"[bold]sandbox[/]: a fake X at {base_url} with {len(per_user)} made-up users")
+        else:
+            creds = _credentials(args.credentials)
+            base_url = args.base_url or "https://api.twitter.com"
+        missing = sorted(name for name in per_user if name not in creds.users)
+        for name in missing:
+            console.print(
+                f"[red]user {name!r} has no credentials[/]: its {per_user[name]} line(s) will be skipped"
+            )
+        if args.dry_run:
+            return _dry_run(args.jobs, creds, console)
+        journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
+        if args.sandbox and args.journal is None:  # a fresh fake each run: a fresh journal too
+            journal_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "sandbox.journal.sqlite"
+        journal = Journal(journal_path)
+        stack.callback(journal.close)
+        _restore_tokens(creds, journal)
+        try:
+            client = Client(creds.consumer_key, creds.consumer_secret, base_url=base_url)
+        except ValidationError as exc:
+            raise _Usage(str(exc)) from None
+        await stack.enter_async_context(client)
+        return await _run(args, client, creds, journal, total, per_user, console)
+    return 0  # pragma: no cover - the context manager always returns above
+
+
+def _credentials(path: Path | None) -> Credentials:
+    if path is not None and not path.is_file():
+        raise _Usage(f"no credentials file at {path}")
+    try:
+        return load_credentials(path)
+    except (ValueError, ValidationError, OSError) as exc:
+        raise _Usage(f"bad credentials: {exc}") from None
+
+
+def _sandbox_credentials(fake: Any, per_user: dict[str, int]) -> Credentials:
+    users = {}
+    for name in per_user:
+        made = fake.users.create(name)
+        users[name] = UserCredentials(made.oauth1, made.bearer)
+    return Credentials(fake.consumer_key, fake.consumer_secret, users)
+
+
+def _restore_tokens(creds: Credentials, journal: Journal) -> None:
+    """Use refreshed OAuth 2.0 tokens from an earlier run, and keep new ones as they come."""
+
+    def keep(user: BearerUser) -> None:
+        journal.save_tokens(user.user_id, user.access_token, user.refresh_token)
+
+    for user in creds.users.values():
+        if user.bearer is not None:
+            saved = journal.tokens(user.bearer.user_id)
+            if saved is not None:
+                user.bearer.access_token, user.bearer.refresh_token = (
+                    saved[0],
+                    saved[1] or user.bearer.refresh_token,
+                )
+            user.bearer.on_refresh = keep
+
+
+def _dry_run(jobs: Path, creds: Credentials, console: Console) -> int:
+    valid = invalid = 0
+    for number, text in read_lines(jobs):
+        parsed = parse_line(number, text, creds)
+        if isinstance(parsed, LineProblem):
+            invalid += 1
+            console.print(f"line {parsed.line}: {parsed.message}", markup=False, highlight=False)
+        else:
+            valid += 1
+    print(f"dry run: {valid} valid line(s), {invalid} invalid; nothing was sent")
+    return 1 if invalid else 0
+
+
+async def _run(
+    args: argparse.Namespace,
+    client: Client,
+    creds: Credentials,
+    journal: Journal,
+    total: int,
+    per_user: dict[str, int],
+    console: Console,
+) -> int:
+    report = _Report(args.report)
+    owner: dict[str, str] = {}  # in-flight item key -> user key, for the ETA
+    remaining: dict[str, int] = {}
+    for name, count in per_user.items():
+        user = creds.users.get(name)
+        primary = (user.oauth1 or user.bearer) if user is not None else None
+        if primary is not None:
+            remaining[primary.key] = remaining.get(primary.key, 0) + count
+
+    def items() -> Iterator[Item]:
+        for number, text in read_lines(args.jobs):
+            parsed = parse_line(number, text, creds)
+            if isinstance(parsed, LineProblem):
+                report.problem(parsed)
+                progress.advance(task)
+                continue
+            owner[parsed.key] = parsed.user.key
+            yield parsed
+
+    start = time.monotonic()
+    columns = (
+        TextColumn("[bold]posting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta {task.fields[eta]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("job", total=total, status="", eta="?")
+        ticker = asyncio.get_running_loop().create_task(
+            _tick(progress, task, client, report, remaining, start)
+        )
+        try:
+            async for outcome in run(client, items(), journal=journal, concurrency=args.concurrency):
+                report.outcome(outcome)
+                user_key = owner.pop(outcome.key, None)
+                if user_key in remaining:
+                    remaining[user_key] -= 1
+                progress.advance(task)
+        finally:
+            ticker.cancel()
+        _status(progress, task, client, report, remaining, start)
+    elapsed = time.monotonic() - start
+    summary = {**report.counts, "lines": total, "seconds": round(elapsed, 3), "errors": report.errors}
+    report.close(summary)
+    _print_summary(summary)
+    failed = report.counts["failed"] + report.counts["invalid"]
+    return 1 if failed else 0
+
+
+async def _tick(
+    progress: Progress, task: TaskID, client: Client, report: _Report, remaining: dict[str, int], start: float
+) -> None:
+    while True:
+        _status(progress, task, client, report, remaining, start)
+        await asyncio.sleep(0.5)
+
+
+def _status(
+    progress: Progress, task: TaskID, client: Client, report: _Report, remaining: dict[str, int], start: float
+) -> None:
+    counts = report.counts
+    done = counts["done"] + counts["failed"] + counts["invalid"]
+    elapsed = max(time.monotonic() - start, 1e-6)
+    status = (
+        f"[green]{counts['done']} done[/] [red]{counts['failed'] + counts['invalid']} failed[/] "
+        f"[yellow]{client.scheduler.waiting} waiting for budget[/] {done / elapsed:.1f}/s"
+    )
+    progress.update(task, status=status, eta=_eta(client, remaining))
+
+
+def _eta(client: Client, remaining: dict[str, int]) -> str:
+    """Seconds until the last user's last call, by the rate windows the scheduler knows of."""
+    now = client.scheduler._clock()
+    latest = None
+    for user_key, count in remaining.items():
+        if count > 0:
+            for endpoint in ("create_tweet", "bookmark", "add_collection_entry"):
+                at = client.scheduler.eta(user_key, endpoint, count)
+                if at is not None and (latest is None or at > latest):
+                    latest = at
+    if latest is None:
+        return "?"
+    return f"{max(0.0, latest - now):.0f}s"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="asyncx post", show_header=True)
+    table.add_column("outcome")
+    table.add_column("lines", justify="right")
+    table.add_row("done", str(summary["done"]))
+    table.add_row("  of which resumed from the journal", str(summary["resumed"]))
+    table.add_row("  of which delivered by an earlier attempt", str(summary["delivered_earlier"]))
+    table.add_row("failed", str(summary["failed"]))
+    for error, count in sorted(summary["errors"].items()):
+        table.add_row(f"  {error}", str(count))
+    table.add_row("invalid (skipped)", str(summary["invalid"]))
+    table.add_row("time", f"{summary['seconds']:.1f}s")
+    Console().print(table)

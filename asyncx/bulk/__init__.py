@@ -1,0 +1,10 @@
+"""asyncx.bulk: run many posts, bookmarks and collection changes as one resumable, journaled job.
+
+``run(client, items, journal=..., concurrency=...)`` is an async iterator of per-item ``Outcome``s;
+the ``asyncx post`` command is a thin layer over it.
+"""
+
+from ._journal import Journal
+from ._runner import Item, Outcome, Then, run
+
+__all__ = ["Item", "Journal", "Outcome", "Then", "run"]

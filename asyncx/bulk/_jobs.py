@@ -1,0 +1,228 @@
+"""Job files and credentials for ``asyncx post``: JSON lines in, ``Item``s out; TOML or environment in,
+users out.
+
+A job line is one action::
+
+    {"user": "alice", "text": "hello", ...any create_tweet field, "then": {"bookmark_as": "bob",
+     "collection": "custom-1"}}
+    {"action": "bookmark", "user": "bob", "tweet_id": "1460323737035677698"}
+    {"action": "collection_add", "user": "alice", "collection": "custom-1", "tweet_id": "..."}
+    {"action": "collection_curate", "user": "alice", "collection": "custom-1", "changes": [...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._auth import BearerUser, OAuth1User, User
+from .._errors import ValidationError
+from .._models import AddCollectionEntry, Bookmark, CreateTweet, CurateCollection, Request
+from ._runner import Item, Then
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = ["Credentials", "LineProblem", "UserCredentials", "load_credentials", "parse_line", "read_lines"]
+
+ACTIONS = ("post", "bookmark", "collection_add", "collection_curate")
+
+
+@attrs.frozen
+class UserCredentials:
+    """What one named user of a job can sign with."""
+
+    oauth1: OAuth1User | None = None
+    bearer: BearerUser | None = None
+
+
+@attrs.frozen(repr=False)
+class Credentials:
+    """The app's keys and the job's users by name. Nothing secret is shown in its repr."""
+
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    users: Mapping[str, UserCredentials] = attrs.field(factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Credentials(users={sorted(self.users)!r})"
+
+
+def _user_from(
+    fields: Mapping[str, Any], client_id: str | None, client_secret: str | None
+) -> UserCredentials:
+    oauth1 = bearer = None
+    if fields.get("access_token") and fields.get("access_token_secret"):
+        oauth1 = OAuth1User(
+            str(fields["access_token"]), str(fields["access_token_secret"]), fields.get("user_id")
+        )
+    if fields.get("bearer_token"):
+        if not fields.get("user_id"):
+            raise ValidationError("a bearer_token needs the user_id it belongs to", field="user_id")
+        bearer = BearerUser(
+            access_token=str(fields["bearer_token"]),
+            user_id=str(fields["user_id"]),
+            refresh_token=fields.get("refresh_token"),
+            client_id=fields.get("client_id", client_id),
+            client_secret=fields.get("client_secret", client_secret),
+        )
+    return UserCredentials(oauth1, bearer)
+
+
+def load_credentials(path: str | Path | None, environ: Mapping[str, str] = os.environ) -> Credentials:
+    """Credentials from a TOML file and/or the environment (the environment wins).
+
+    File: ``[app] consumer_key, consumer_secret, client_id, client_secret``; ``[users.NAME]
+    access_token, access_token_secret`` (OAuth 1.0a) and/or ``bearer_token, user_id, refresh_token``.
+    Environment: ``ASYNCX_CONSUMER_KEY``, ``ASYNCX_CONSUMER_SECRET``, ``ASYNCX_CLIENT_ID`` and
+    ``ASYNCX_USER_<NAME>_<FIELD>`` (``ASYNCX_USER_ALICE_ACCESS_TOKEN``; names are lower-cased).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    app = dict(data.get("app", {}))
+    users: dict[str, dict[str, Any]] = {name: dict(v) for name, v in data.get("users", {}).items()}
+    for key, value in environ.items():
+        if key in (
+            "ASYNCX_CONSUMER_KEY",
+            "ASYNCX_CONSUMER_SECRET",
+            "ASYNCX_CLIENT_ID",
+            "ASYNCX_CLIENT_SECRET",
+        ):
+            app[key.removeprefix("ASYNCX_").lower()] = value
+        elif key.startswith("ASYNCX_USER_"):
+            rest = key.removeprefix("ASYNCX_USER_").lower()
+            for field in ("access_token_secret", "access_token", "bearer_token", "user_id", "refresh_token"):
+                if rest.endswith("_" + field):
+                    users.setdefault(rest.removesuffix("_" + field), {})[field] = value
+                    break
+    client_id, client_secret = app.get("client_id"), app.get("client_secret")
+    return Credentials(
+        app.get("consumer_key"),
+        app.get("consumer_secret"),
+        {name: _user_from(fields, client_id, client_secret) for name, fields in users.items()},
+    )
+
+
+@attrs.frozen
+class LineProblem:
+    """A job line that cannot be run, and why."""
+
+    line: int
+    message: str
+    user: str | None = None
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Numbered non-blank lines of a jobs file, streamed."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                yield number, line
+
+
+def _pick(creds: Credentials, name: object, need: str, line: int) -> User | LineProblem:
+    if not isinstance(name, str) or not name:
+        return LineProblem(line, 'needs a "user"')
+    user = creds.users.get(name)
+    if user is None:
+        return LineProblem(line, f"user {name!r} has no credentials", name)
+    chosen = {"oauth1": user.oauth1, "bearer": user.bearer, "any": user.oauth1 or user.bearer}[need]
+    if chosen is None:
+        kind = {"oauth1": "OAuth 1.0a", "bearer": "OAuth 2.0 (bearer_token)", "any": "any"}[need]
+        return LineProblem(line, f"user {name!r} has no {kind} credentials", name)
+    return chosen
+
+
+def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem:
+    """The ``Item`` for one job line, or what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return LineProblem(number, f"not JSON: {exc}")
+    if not isinstance(data, dict):
+        return LineProblem(number, "must be a JSON object")
+    action = data.pop("action", "post")
+    name = data.pop("user", None)
+    then_spec = data.pop("then", None)
+    if action not in ACTIONS:
+        return LineProblem(number, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    need = {"post": "any", "bookmark": "bearer"}.get(action, "oauth1")
+    user = _pick(creds, name, need, number)
+    if isinstance(user, LineProblem):
+        return user
+    try:
+        request = _request(action, data)
+        then = _then(then_spec, creds, number) if then_spec is not None else None
+    except ValidationError as exc:
+        return LineProblem(number, str(exc))
+    except (TypeError, KeyError) as exc:
+        return LineProblem(number, f"bad fields: {str(exc).split('() ', 1)[-1]}")
+    if isinstance(then, LineProblem):
+        return then
+    digest = hashlib.sha1(text.strip().encode()).hexdigest()
+    return Item(f"line:{number}", request, user, then, digest)
+
+
+def _request(action: str, data: dict[str, Any]) -> Request:
+    if action == "post":
+        return CreateTweet(**data)
+    if action == "bookmark":
+        return Bookmark(**data)
+    collection = data.pop("collection", data.pop("id", None))
+    if action == "collection_add":
+        return AddCollectionEntry(collection, **data)
+    return CurateCollection(collection, **data)
+
+
+def _then(spec: object, creds: Credentials, number: int) -> Then | LineProblem:
+    if not isinstance(spec, dict) or not set(spec) <= {"bookmark_as", "collection", "collection_as"}:
+        return LineProblem(number, "then: must be an object of bookmark_as, collection, collection_as")
+    bookmark_as = collection_as = None
+    if "bookmark_as" in spec:
+        picked = _pick(creds, spec["bookmark_as"], "bearer", number)
+        if isinstance(picked, LineProblem):
+            return picked
+        assert isinstance(picked, BearerUser)
+        bookmark_as = picked
+    if "collection_as" in spec:
+        picked = _pick(creds, spec["collection_as"], "oauth1", number)
+        if isinstance(picked, LineProblem):
+            return picked
+        assert isinstance(picked, OAuth1User)
+        collection_as = picked
+    collection = spec.get("collection")
+    if collection is not None:
+        AddCollectionEntry(collection, "1")  # checks the collection id now, not after the post
+    return Then(bookmark_as, collection, collection_as)
+
+
+def scan_users(path: str | Path) -> tuple[int, dict[str, int]]:
+    """Count the lines of a jobs file and the lines per user name (including ``then`` users)."""
+    total, per_user = 0, dict[str, int]()
+    for _, text in read_lines(path):
+        total += 1
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        names = [data.get("user")]
+        then = data.get("then")
+        if isinstance(then, dict):
+            names += [then.get("bookmark_as"), then.get("collection_as")]
+        for name in names:
+            if isinstance(name, str):
+                per_user[name] = per_user.get(name, 0) + 1
+    return total, per_user

@@ -1,0 +1,108 @@
+"""The job journal: SQLite, written before and after each send, so a killed job resumes exactly.
+
+A step is recorded as ``sending`` before its request goes out and gets its outcome after. On resume, a
+step still ``sending`` (or ``unknown``: it ended in an error after an attempt may have reached X) is sent
+again as a call whose earlier attempt may have landed, so a "duplicate" answer counts as delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["Journal", "Record"]
+
+#: States that end a step: it is not sent again.
+FINAL = frozenset({"done", "failed"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+    key TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    user_id TEXT PRIMARY KEY,
+    access_token TEXT NOT NULL,
+    refresh_token TEXT
+);
+"""
+
+
+@attrs.frozen
+class Record:
+    """What the journal holds for one step."""
+
+    state: str
+    attempts: int
+    result: dict[str, Any]
+
+
+class Journal:
+    """A SQLite journal at ``path``; one step per key (``line:12``, ``line:12:bookmark``, ...).
+
+    WAL mode with ``synchronous=NORMAL``: a committed write survives the process being killed at any
+    moment (it is not fsynced against power loss, which would cost a disk flush per step).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    def get(self, key: str, digest: str) -> Record | None:
+        """The step's record, or None if it is new (or its job line has changed since)."""
+        row = self._db.execute(
+            "SELECT digest, state, attempts, result FROM steps WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None or row[0] != digest:
+            return None
+        return Record(row[1], row[2], json.loads(row[3]) if row[3] else {})
+
+    def sending(self, key: str, digest: str) -> None:
+        """Record, durably, that the step is about to be sent."""
+        self._db.execute(
+            "INSERT INTO steps (key, digest, state, updated) VALUES (?, ?, 'sending', ?) ON CONFLICT(key) "
+            "DO UPDATE SET digest = excluded.digest, state = 'sending', updated = excluded.updated",
+            (key, digest, time.time()),
+        )
+
+    def finish(self, key: str, state: str, attempts: int, result: dict[str, Any]) -> None:
+        """Record the step's outcome: ``done``, ``failed`` (final) or ``unknown`` (send again on resume)."""
+        self._db.execute(
+            "UPDATE steps SET state = ?, attempts = attempts + ?, result = ?, updated = ? WHERE key = ?",
+            (state, attempts, json.dumps(result), time.time(), key),
+        )
+
+    def save_tokens(self, user_id: str, access_token: str, refresh_token: str | None) -> None:
+        """Keep a user's refreshed OAuth 2.0 tokens: X's refresh tokens are single-use."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO tokens (user_id, access_token, refresh_token) VALUES (?, ?, ?)",
+            (user_id, access_token, refresh_token),
+        )
+
+    def tokens(self, user_id: str) -> tuple[str, str | None] | None:
+        row = self._db.execute(
+            "SELECT access_token, refresh_token FROM tokens WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """Steps by state."""
+        return dict(self._db.execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall())
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,305 @@
+"""Bulk jobs: asyncx.bulk.run with its SQLite journal, and the ``asyncx post`` command."""
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import asyncx
+from asyncx import bulk
+from asyncx._cli import main
+from asyncx.testing import FakeUser, FakeX
+
+
+def _items(users: list[FakeUser], per_user: int) -> list[bulk.Item]:
+    return [
+        bulk.Item(f"post:{u.name}:{i}", asyncx.CreateTweet(text=f"{u.name} says {i}"), u.bearer)
+        for u in users
+        for i in range(per_user)
+    ]
+
+
+async def test_run_yields_every_outcome_and_a_rerun_resumes_from_the_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "job.sqlite"
+    async with FakeX() as fake:
+        users = [fake.users.create() for _ in range(3)]
+        async with fake.client() as client:
+            first = [o async for o in bulk.run(client, _items(users, 4), journal=journal, concurrency=5)]
+            assert len(first) == 12 and all(o.ok and o.tweet_id and o.attempts == 1 for o in first)
+            again = [o async for o in bulk.run(client, _items(users, 4), journal=journal)]
+        assert all(o.resumed and o.ok for o in again)
+        assert {o.tweet_id for o in again} == {o.tweet_id for o in first}
+        assert len(fake.log) == 12  # the rerun sent nothing
+
+
+async def test_in_flight_at_a_crash_is_settled_on_resume(tmp_path: Path) -> None:
+    """A step journaled as "sending" whose post X has: the resend is a duplicate, so it is delivered."""
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        landed = bulk.Item("line:1", asyncx.CreateTweet(text="made it before the crash"), alice.oauth1)
+        lost = bulk.Item("line:2", asyncx.CreateTweet(text="never reached X"), alice.oauth1)
+        journal = bulk.Journal(tmp_path / "j.sqlite")
+        journal.sending(landed.key, landed.digest)
+        journal.sending(lost.key, lost.digest)
+        fake.add_post("made it before the crash", alice)
+        async with fake.client() as client:
+            outcomes = {o.key: o async for o in bulk.run(client, [landed, lost], journal=journal)}
+        assert (
+            outcomes["line:1"].ok
+            and outcomes["line:1"].delivered_earlier
+            and outcomes["line:1"].tweet_id is None
+        )
+        assert outcomes["line:2"].ok and outcomes["line:2"].tweet_id is not None
+        assert sorted(p.text or "" for p in fake.posts.values()) == [
+            "made it before the crash",
+            "never reached X",
+        ]
+        assert journal.counts() == {"done": 2}
+
+
+async def test_a_changed_item_under_the_same_key_is_sent_anew(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            one = bulk.Item("line:1", asyncx.CreateTweet(text="first"), alice.bearer)
+            two = bulk.Item("line:1", asyncx.CreateTweet(text="edited"), alice.bearer)
+            [a] = [o async for o in bulk.run(client, [one], journal=tmp_path / "j")]
+            [b] = [o async for o in bulk.run(client, [two], journal=tmp_path / "j")]
+        assert not b.resumed and a.tweet_id != b.tweet_id
+
+
+async def test_failures_are_typed_and_then_steps_follow_the_post(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        alice, bob = fake.users.create(), fake.users.create()
+        fake.add_post("dup", alice)
+        items = [
+            bulk.Item("a", asyncx.CreateTweet(text="dup"), alice.oauth1),
+            bulk.Item(
+                "b",
+                asyncx.CreateTweet(text="new"),
+                alice.oauth1,
+                bulk.Then(bookmark_as=bob.bearer, collection="custom-5"),
+            ),
+        ]
+        async with fake.client() as client:
+            outcomes = {o.key: o async for o in bulk.run(client, items)}
+        assert outcomes["a"].status == "failed" and outcomes["a"].error_type == "DuplicateContent"
+        assert not outcomes["a"].retryable
+        steps = outcomes["b"].steps
+        assert [(s.action, s.status) for s in steps] == [
+            ("bookmark", "done"),
+            ("add_collection_entry", "done"),
+        ]
+        assert fake.bookmarks[bob.user_id] == {outcomes["b"].tweet_id}
+        assert fake.collections["custom-5"] == [outcomes["b"].tweet_id]
+
+
+async def test_items_are_read_only_as_room_frees_up() -> None:
+    """Memory stays flat: run() pulls items lazily, at most ``concurrency`` ahead, from a queue."""
+    async with FakeX(limits={"create_tweet": asyncx.RateLimit(1000, 60.0)}) as fake:
+        alice = fake.users.create()
+        queue: asyncio.Queue[bulk.Item | None] = asyncio.Queue()
+        pulled = 0
+
+        async def feed() -> AsyncIterator[bulk.Item]:
+            nonlocal pulled
+            while (item := await queue.get()) is not None:
+                pulled += 1
+                yield item
+
+        for i in range(50):
+            queue.put_nowait(bulk.Item(f"q{i}", asyncx.CreateTweet(text=f"queued {i}"), alice.bearer))
+        async with fake.client() as client:
+            outcomes = bulk.run(client, feed(), concurrency=4)
+            first = await outcomes.__anext__()
+            assert first.ok and pulled <= 4 + 1 + 4  # in flight, one being read, results not yet taken
+            queue.put_nowait(None)
+            rest = [o async for o in outcomes]
+        assert len(rest) == 49 and len(fake.posts) == 50
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+def _jobs(tmp_path: Path, lines: list[object]) -> Path:
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def _credentials(tmp_path: Path, fake: FakeX, users: dict[str, FakeUser]) -> Path:
+    lines = [
+        "[app]",
+        f'consumer_key = "{fake.consumer_key}"',
+        f'consumer_secret = "{fake.consumer_secret}"',
+        f'client_id = "{fake.client_id}"',
+    ]
+    for name, u in users.items():
+        lines += [
+            f"[users.{name}]",
+            f'access_token = "{u.oauth1.access_token}"',
+            f'access_token_secret = "{u.oauth1.access_token_secret}"',
+            f'bearer_token = "{u.bearer.access_token}"',
+            f'user_id = "{u.user_id}"',
+            f'refresh_token = "{u.bearer.refresh_token}"',
+        ]
+    path = tmp_path / "asyncx.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _cli(*args: str | Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asyncx",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_sandbox_runs_a_job_with_report(tmp_path: Path) -> None:
+    jobs = _jobs(
+        tmp_path,
+        [
+            {"user": "ann", "text": "one", "then": {"bookmark_as": "ben", "collection": "custom-1"}},
+            {"user": "ben", "text": "two"},
+            {"action": "bookmark", "user": "ben", "tweet_id": "1"},
+        ],
+    )
+    report = tmp_path / "report.json"
+    code = main(["post", str(jobs), "--sandbox", "--report", str(report)])
+    data = json.loads(report.read_text())
+    by_line = {entry["line"]: entry for entry in data["lines"]}
+    assert by_line[1]["status"] == "done" and [s["status"] for s in by_line[1]["steps"]] == ["done", "done"]
+    assert by_line[3]["status"] == "failed" and by_line[3]["error_type"] == "NotFound"
+    assert data["summary"]["done"] == 2 and data["summary"]["failed"] == 1
+    assert code == 1
+
+
+def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["post", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no jobs file" in capsys.readouterr().err
+    jobs = _jobs(tmp_path, [{"user": "a", "text": "x"}])
+    assert main(["post", str(jobs), "--credentials", str(tmp_path / "nope.toml")]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["post"])
+    assert info.value.code == 2
+
+
+def test_dry_run_reports_problems_with_line_numbers_and_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = _jobs(
+        tmp_path,
+        [
+            {"user": "ann", "text": "fine"},
+            {"user": "ann", "text": "x" * 281},
+            "{broken",
+            {"user": "zed", "text": "who?"},
+            {"action": "bookmark", "user": "ann", "tweet_id": "12"},
+            {"action": "fly", "user": "ann"},
+        ],
+    )
+    creds = tmp_path / "c.toml"
+    creds.write_text(
+        '[app]\nconsumer_key = "k"\nconsumer_secret = "s"\n[users.ann]\naccess_token = "1-a"\n'
+        'access_token_secret = "b"\n'
+    )
+    code = main(
+        ["post", str(jobs), "--credentials", str(creds), "--dry-run", "--base-url", "https://127.0.0.1:9"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "line 2: text: weighted length 281 exceeds 280" in captured.err
+    assert "line 3: not JSON" in captured.err
+    assert "line 4: user 'zed' has no credentials" in captured.err
+    assert "user 'zed' has no credentials: its 1 line(s) will be skipped" in captured.err.replace("\n", " ")
+    assert "line 5: user 'ann' has no OAuth 2.0" in captured.err
+    assert "line 6: unknown action 'fly'" in captured.err
+    assert "1 valid line(s), 5 invalid" in captured.out
+    assert "k" not in captured.out.split() and "1-a" not in captured.err
+
+
+async def test_invalid_lines_and_missing_users_skipped_the_rest_proceed(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        jobs = _jobs(
+            tmp_path,
+            [
+                {"user": "ann", "text": "a"},
+                {"user": "ann", "text": ""},
+                {"user": "ghost", "text": "b"},
+                {"user": "ann", "text": "c"},
+            ],
+        )
+        report = tmp_path / "r.json"
+        code, _, err = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--report", report
+        )
+        assert code == 1
+        assert "user 'ghost' has no credentials" in err
+        assert sorted(p.text or "" for p in fake.posts.values()) == ["a", "c"]
+        statuses = {e["line"]: e["status"] for e in json.loads(report.read_text())["lines"]}
+        assert statuses == {1: "done", 2: "invalid", 3: "invalid", 4: "done"}
+        assert fake.users["ann"].oauth1.access_token_secret not in err + report.read_text()
+
+
+async def test_all_done_exits_0_and_secrets_stay_out_of_output(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        jobs = _jobs(tmp_path, [{"user": "ann", "text": f"t{i}"} for i in range(5)])
+        code, out, err = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0 and len(fake.posts) == 5
+        for secret in (
+            fake.consumer_secret,
+            users["ann"].oauth1.access_token_secret,
+            users["ann"].bearer.access_token,
+        ):
+            assert secret not in out + err
+
+
+async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path: Path) -> None:
+    limits = {"create_tweet": asyncx.RateLimit(3, 1.0)}
+    from asyncx.testing import Faults
+
+    async with FakeX(limits=limits, faults=Faults(latency=0.05, jitter=0.05)) as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben", "cat")}
+        creds = _credentials(tmp_path, fake, users)
+        lines = [{"user": n, "text": f"{n} line {i}"} for i in range(8) for n in users]
+        jobs = _jobs(tmp_path, lines)
+        journal = tmp_path / "jobs.journal.sqlite"
+        args = ["-m", "asyncx", "post", str(jobs), "--credentials", str(creds), "--base-url", fake.base_url]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        while len(fake.posts) < 7:  # mid-run: some posts made, more waiting for budget or in flight
+            await asyncio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        done_before = (
+            sqlite3.connect(journal).execute("SELECT COUNT(*) FROM steps WHERE state='done'").fetchone()[0]
+        )
+        assert 0 < done_before < len(lines)
+        code, _, _ = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0
+        texts = [p.text for p in fake.posts.values()]
+        assert sorted(texts) == sorted(
+            line["text"] for line in lines
+        )  # every line once: none lost, none doubled
+        states = dict(
+            sqlite3.connect(journal).execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall()
+        )
+        assert states == {"done": len(lines)}
