@@ -293,7 +293,7 @@ def _status(
 
 def _eta(client: Client, remaining: dict[str, int]) -> str:
     """Seconds until the last user's last call, by the rate windows the scheduler knows of."""
-    now = client.scheduler._clock()
+    now = client.scheduler.now()
     latest = None
     for user_key, count in remaining.items():
         if count > 0:

@@ -270,6 +270,10 @@ class Scheduler:
         """Wait for room to send once as ``user`` to ``endpoint``; raise ``RateLimited`` past ``max_wait``."""
         return _Acquire(self, self._budget(user, endpoint), max_wait)
 
+    def now(self) -> float:
+        """The scheduler's clock (local epoch seconds), on which ``eta`` and resets are given."""
+        return self._clock()
+
     @property
     def in_flight(self) -> int:
         """Sends granted and not yet answered."""

@@ -311,3 +311,16 @@ async def test_no_probe_without_a_long_wait() -> None:
     )
     await _drain(clock, [asyncio.create_task(_send(s, server)) for _ in range(3)])
     assert calls == 0
+
+
+async def test_eta_counts_whole_windows_from_the_known_reset() -> None:
+    """The bulk progress bar's ETA: 12 more calls at 5 per 10 s window, the window used up until T0+10."""
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 5, 10.0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(5, 10.0))
+    assert s.eta("u", "create_tweet", 3) is None  # nothing known of this budget yet
+    for _ in range(5):
+        await _send(s, server)
+    eta = s.eta("u", "create_tweet", 12)
+    assert eta is not None and T0 + 30 <= eta <= T0 + 30.2  # windows at 10, 20 and 30 (5 + 5 + 2)
+    assert s.now() == T0
