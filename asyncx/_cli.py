@@ -273,13 +273,22 @@ async def _run(
 async def _tick(
     progress: Progress, task: TaskID, client: Client, report: _Report, remaining: dict[str, int], start: float
 ) -> None:
+    ticks = 0
     while True:
-        _status(progress, task, client, report, remaining, start)
+        # The ETA walks every user's budget: every 2 s is often enough.
+        _status(progress, task, client, report, remaining, start, eta=ticks % 4 == 0)
+        ticks += 1
         await asyncio.sleep(0.5)
 
 
 def _status(
-    progress: Progress, task: TaskID, client: Client, report: _Report, remaining: dict[str, int], start: float
+    progress: Progress,
+    task: TaskID,
+    client: Client,
+    report: _Report,
+    remaining: dict[str, int],
+    start: float,
+    eta: bool = True,
 ) -> None:
     counts = report.counts
     done = counts["done"] + counts["failed"] + counts["invalid"]
@@ -288,7 +297,10 @@ def _status(
         f"[green]{counts['done']} done[/] [red]{counts['failed'] + counts['invalid']} failed[/] "
         f"[yellow]{client.scheduler.waiting} waiting for budget[/] {done / elapsed:.1f}/s"
     )
-    progress.update(task, status=status, eta=_eta(client, remaining))
+    if eta:
+        progress.update(task, status=status, eta=_eta(client, remaining))
+    else:
+        progress.update(task, status=status)
 
 
 def _eta(client: Client, remaining: dict[str, int]) -> str:

@@ -256,6 +256,7 @@ class Scheduler:
         self._learned: dict[tuple[str, str], int] = {}  # (endpoint, scope) -> limit the server reported
         self._totals: dict[str, list[float]] = {}
         self._in_flight = 0
+        self._waiting = 0
         self._ready: deque[_Budget] = deque()
         self._heap: list[tuple[float, int, _Budget]] = []
         self._seq = itertools.count()
@@ -282,7 +283,7 @@ class Scheduler:
     @property
     def waiting(self) -> int:
         """Calls waiting for budget or for an in-flight slot."""
-        return sum(sum(1 for f in b.waiters if not f.done()) for b in self._budgets.values() if b.waiters)
+        return self._waiting
 
     def __len__(self) -> int:
         """Budgets held in memory (idle ones expire)."""
@@ -453,12 +454,15 @@ class Scheduler:
             log.debug(
                 "waiting for %s budget of user %s (%d queued)", budget.endpoint, budget.user, position + 1
             )
+        self._waiting += 1
         try:
             permit = await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self._refund(future.result())  # granted just as it was cancelled: give the room back
             raise
+        finally:
+            self._waiting -= 1
         waited = permit.granted_at - now
         budget.waited += waited
         self._totals[budget.endpoint][1] += waited

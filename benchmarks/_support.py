@@ -52,7 +52,14 @@ class ServerProcess:
 
     async def __aenter__(self) -> ServerProcess:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "asyncx.testing", "--port", "0", *self.args, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "asyncx.testing",
+            "--port",
+            "0",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,  # one JSON line holds every made-up user's credentials
         )
         assert self._proc.stdout is not None
         self.info = json.loads(await asyncio.wait_for(self._proc.stdout.readline(), 60))

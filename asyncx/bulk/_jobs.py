@@ -188,19 +188,16 @@ def _request(action: str, data: dict[str, Any]) -> Request:
 def _then(spec: object, creds: Credentials, number: int) -> Then | LineProblem:
     if not isinstance(spec, dict) or not set(spec) <= {"bookmark_as", "collection", "collection_as"}:
         return LineProblem(number, "then: must be an object of bookmark_as, collection, collection_as")
-    bookmark_as = collection_as = None
-    if "bookmark_as" in spec:
-        picked = _pick(creds, spec["bookmark_as"], "bearer", number)
-        if isinstance(picked, LineProblem):
-            return picked
-        assert isinstance(picked, BearerUser)
-        bookmark_as = picked
-    if "collection_as" in spec:
-        picked = _pick(creds, spec["collection_as"], "oauth1", number)
-        if isinstance(picked, LineProblem):
-            return picked
-        assert isinstance(picked, OAuth1User)
-        collection_as = picked
+    picked: dict[str, User] = {}
+    for field, need in (("bookmark_as", "bearer"), ("collection_as", "oauth1")):
+        if field in spec:
+            user = _pick(creds, spec[field], need, number)
+            if isinstance(user, LineProblem):
+                return user
+            picked[field] = user
+    bookmark_as, collection_as = picked.get("bookmark_as"), picked.get("collection_as")
+    assert bookmark_as is None or isinstance(bookmark_as, BearerUser)
+    assert collection_as is None or isinstance(collection_as, OAuth1User)
     collection = spec.get("collection")
     if collection is not None:
         AddCollectionEntry(collection, "1")  # checks the collection id now, not after the post
