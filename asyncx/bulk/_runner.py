@@ -85,7 +85,8 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
         data["steps"] = [s.to_dict() for s in self.steps]
-        return {k: v for k, v in data.items() if v not in (None, False, (), [])} | {"status": self.status}
+        # Leave out what is unset; keep counts, even 0.
+        return {k: v for k, v in data.items() if v is not None and v is not False and v != []}
 
 
 async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
