@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     post.add_argument("--concurrency", type=int, default=100, help="items under way at once (default 100)")
     post.add_argument("--base-url", help="API base URL (default https://api.twitter.com)")
+    post.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="NAME=N/SECONDS",
+        help="override a limit, e.g. create_tweet=100/900 or app:create_tweet=100000/86400 (repeatable)",
+    )
     post.add_argument("--report", type=Path, help="write every line's outcome to this JSON file")
     post.add_argument("--dry-run", action="store_true", help="check every line and credential; send nothing")
     post.add_argument(
@@ -155,12 +162,26 @@ async def _post(args: argparse.Namespace) -> int:
         stack.callback(journal.close)
         _restore_tokens(creds, journal)
         try:
-            client = Client(creds.consumer_key, creds.consumer_secret, base_url=base_url)
+            limits = _rate_limits(args.rate_limit)
+            client = Client(creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits)
         except ValidationError as exc:
             raise _Usage(str(exc)) from None
         await stack.enter_async_context(client)
         return await _run(args, client, creds, journal, total, per_user, console)
     return 0  # pragma: no cover - the context manager always returns above
+
+
+def _rate_limits(specs: list[str]) -> dict[str, list[RateLimit]] | None:
+    """``NAME=REQUESTS/SECONDS`` options as ``Client(rate_limits=...)``; a repeated name gets both windows."""
+    limits: dict[str, list[RateLimit]] = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        requests, _, seconds = value.partition("/")
+        try:
+            limits.setdefault(name.strip(), []).append(RateLimit(int(requests), float(seconds)))
+        except ValueError:
+            raise _Usage(f"--rate-limit {spec!r}: expected NAME=REQUESTS/SECONDS") from None
+    return limits or None
 
 
 def _credentials(path: Path | None) -> Credentials:

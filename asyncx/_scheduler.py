@@ -90,6 +90,7 @@ class _Window:
 
     __slots__ = (
         "blocked",
+        "guess",
         "in_flight",
         "limit",
         "low",
@@ -104,6 +105,7 @@ class _Window:
     def __init__(self, limit: int | None, seconds: float, shared: bool = False, trusted: bool = True) -> None:
         self.shared = shared  # an app-wide window, held by every budget of its endpoint
         self.trusted = trusted  # False: a guessed limit, so probe with one request until X answers
+        self.guess = False  # a documented app-wide cap, dropped if X's answers do not report it
         self.limit = limit
         self.seconds = seconds
         self.used = 0
@@ -363,6 +365,8 @@ class Scheduler:
             shared = self._app_windows[endpoint] = tuple(
                 _Window(a.requests, a.window_seconds, shared=True) for a in app
             )
+            for window in shared:
+                window.guess = APP_PREFIX + endpoint not in self._configured
         for i, window in enumerate(shared):
             scopes.append("app-24h" if i == 0 and window.seconds >= _DAY else None)
             windows.append(window)
@@ -633,6 +637,9 @@ class Scheduler:
                 w.reconcile(reading, self.server_clock.to_local(reading.reset), now)
                 if w.limit and w.limit > 0 and scope:
                     self._learned[(budget.endpoint, scope)] = w.limit
+            elif ok and w.guess:
+                # A documented app-wide cap that X's answers do not report does not apply to this app.
+                w.guess, w.limit = False, _UNLIMITED
             elif ok and not w.trusted:
                 w.trusted = True  # the server shows no count here: the configured limit, if any, rules
                 if w.limit is None:

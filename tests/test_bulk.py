@@ -192,6 +192,8 @@ def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "no jobs file" in capsys.readouterr().err
     jobs = _jobs(tmp_path, [{"user": "a", "text": "x"}])
     assert main(["post", str(jobs), "--credentials", str(tmp_path / "nope.toml")]) == 2
+    assert main(["post", str(jobs), "--sandbox", "--rate-limit", "create_tweet=lots"]) == 2
+    assert main(["post", str(jobs), "--sandbox", "--rate-limit", "delete_tweet=1/1"]) == 2
     with pytest.raises(SystemExit) as info:
         main(["post"])
     assert info.value.code == 2

@@ -324,3 +324,30 @@ async def test_eta_counts_whole_windows_from_the_known_reset() -> None:
     eta = s.eta("u", "create_tweet", 12)
     assert eta is not None and T0 + 30 <= eta <= T0 + 30.2  # windows at 10, 20 and 30 (5 + 5 + 2)
     assert s.now() == T0
+
+
+async def test_documented_app_cap_dropped_when_x_does_not_report_it() -> None:
+    """10,000 posts per app per day is a guess from the docs: answers without app headers lift it."""
+    clock = ManualClock(T0)
+    s = Scheduler(clock=clock.time, sleep=clock.sleep)  # the defaults, app:create_tweet included
+    quiet = asyncx.Response(201, {"date": formatdate(T0, usegmt=True)}, b"{}")
+    for i in range(10_050):
+        async with s.acquire(f"user{i}", "create_tweet", max_wait=0) as permit:
+            permit.settle(quiet)
+    assert s.stats(endpoint="create_tweet").sent == 10_050
+
+
+async def test_reported_app_cap_is_kept() -> None:
+    clock = ManualClock(T0)
+    s = Scheduler(clock=clock.time, sleep=clock.sleep)
+    headers = {
+        "x-app-limit-24hour-limit": "2",
+        "x-app-limit-24hour-remaining": "0",
+        "x-app-limit-24hour-reset": str(int(T0) + 86_400),
+        "date": formatdate(T0, usegmt=True),
+    }
+    async with s.acquire("a", "create_tweet") as permit:
+        permit.settle(asyncx.Response(201, headers, b"{}"))
+    with pytest.raises(asyncx.RateLimited):
+        async with s.acquire("b", "create_tweet", max_wait=60):
+            pass
