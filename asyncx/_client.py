@@ -425,7 +425,7 @@ class Client:
             raise APIError(
                 response.status, headers=response.headers, message=f"{endpoint.name}: empty or non-JSON body"
             )
-        return endpoint.parse(data)
+        return endpoint.parse(data, response.status)
 
 
 def _timestamp_refused(exc: Unauthorized) -> bool:

@@ -75,12 +75,14 @@ class Endpoint(Generic[R, T]):
         path = self.path.format(user_id=getattr(user, "user_id", ""))
         return Prepared("POST", base_url + path, content_type, body, form)
 
-    def parse(self, data: Any) -> T:
+    def parse(self, data: Any, status: int = 200) -> T:
         """The result model for a success body; an ``APIError`` if the body is not what X documents."""
         try:
             return self._parse(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise APIError(200, body=data, message=f"{self.name}: unexpected response body ({exc})") from None
+            raise APIError(
+                status, body=data, message=f"{self.name}: unexpected response body ({exc})"
+            ) from None
 
 
 def _json(data: Any) -> bytes:

@@ -187,3 +187,11 @@ async def test_given_session_is_not_closed(mocked: aioresponses) -> None:
         async with asyncx.Client(session=session) as client:
             await client.create_tweet(text="r", user=BOB)
         assert not session.closed
+
+
+async def test_a_success_body_x_does_not_document_is_an_api_error(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/2/tweets", status=201, payload={"unexpected": True})
+    async with asyncx.Client(retry=None) as client:
+        with pytest.raises(asyncx.APIError) as info:
+            await client.create_tweet(text="x", user=BOB)
+    assert info.value.status == 201 and "unexpected response body" in str(info.value)
