@@ -5,6 +5,8 @@ import math
 from email.utils import formatdate
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import asyncx
 from asyncx._scheduler import Scheduler, ServerClock
@@ -351,3 +353,29 @@ async def test_reported_app_cap_is_kept() -> None:
     with pytest.raises(asyncx.RateLimited):
         async with s.acquire("b", "create_tweet", max_wait=60):
             pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    limit=st.integers(1, 6),
+    window=st.sampled_from([1.0, 5.0, 15.0]),
+    skew=st.floats(-120.0, 120.0),
+    start_fraction=st.floats(0.0, 0.999),
+    arrivals=st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 20.0)), min_size=1, max_size=30),
+)
+async def test_never_a_429_with_the_limit_configured(
+    limit: int, window: float, skew: float, start_fraction: float, arrivals: list[tuple[int, float]]
+) -> None:
+    """Whatever the arrivals, the server's skew and its clock's phase, a configured limit earns no 429."""
+    clock = ManualClock(T0 + start_fraction)
+    servers = {u: WindowModel(clock, limit, window, skew=skew) for u in range(4)}
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(limit, window))
+
+    async def later(user: int, delay: float) -> float:
+        await clock.sleep(delay)
+        return await _send(s, servers[user], f"user{user}")
+
+    tasks = [asyncio.create_task(later(u, d)) for u, d in arrivals]
+    await _drain(clock, tasks, step=0.05)
+    assert all(m.statuses.count(429) == 0 for m in servers.values())
+    assert sum(len(m.statuses) for m in servers.values()) == len(arrivals)
