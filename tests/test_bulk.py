@@ -1,6 +1,7 @@
 """Bulk jobs: asyncx.bulk.run with its SQLite journal, and the ``asyncx post`` command."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -273,6 +274,16 @@ async def test_all_done_exits_0_and_secrets_stay_out_of_output(tmp_path: Path) -
             assert secret not in out + err
 
 
+def _journaled(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM steps WHERE state = 'done'").fetchone()[0])
+        except sqlite3.OperationalError:  # the table is not there yet
+            return 0
+
+
 async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path: Path) -> None:
     limits = {"create_tweet": asyncx.RateLimit(3, 1.0)}
     from asyncx.testing import Faults
@@ -287,7 +298,9 @@ async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        while len(fake.posts) < 7:  # mid-run: some posts made, more waiting for budget or in flight
+        # Mid-run: some posts made and journaled, more in flight or waiting for budget. (A poll: another
+        # process's progress cannot be awaited.)
+        while len(fake.posts) < 7 or not _journaled(journal):
             await asyncio.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
