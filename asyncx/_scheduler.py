@@ -323,11 +323,6 @@ class Scheduler:
         queued = sum(1 for f in b.waiters if not f.done()) if b.waiters else 0
         return self._eta(b, self._clock(), max(queued, calls) - 1)
 
-    def next_reset(self, user: str, endpoint: str) -> float | None:
-        """When the budget's exhausted window resets (local time), if it is waiting on one."""
-        b = self._budgets.get((user, endpoint))
-        return b.wake_at if b is not None else None
-
     async def aclose(self) -> None:
         for task in (self._timer, self._refiner):
             if task is not None:
