@@ -98,17 +98,21 @@ async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[I
             yield item
 
 
-def _from_record(key: str, action: str, state: str, attempts: int, result: dict[str, Any]) -> Outcome:
+def _outcome(
+    key: str, action: str, state: str, attempts: int, result: dict[str, Any], resumed: bool
+) -> Outcome:
+    """An ``Outcome`` from a journal state (``done``, ``failed``, ``unknown``, ``retry``) and result."""
     return Outcome(
         key,
         action,
-        state,
+        "done" if state == "done" else "failed",
         result.get("tweet_id"),
         result.get("error"),
         result.get("error_type"),
         attempts,
         bool(result.get("delivered_earlier")),
-        resumed=True,
+        resumed=resumed,
+        retryable=state in ("unknown", "retry"),
     )
 
 
@@ -120,7 +124,7 @@ async def _step(
     if journal is not None:
         record = journal.get(key, digest)
         if record is not None and record.state in FINAL:
-            return _from_record(key, action, record.state, record.attempts, record.result)
+            return _outcome(key, action, record.state, record.attempts, record.result, resumed=True)
         previously = record is not None and record.state in ("sending", "unknown")
         journal.sending(key, digest)
     counter = [0]
@@ -150,18 +154,7 @@ async def _step(
         ATTEMPTS.reset(token)
     if journal is not None:
         journal.finish(key, state, counter[0], result)
-    status = "done" if state == "done" else "failed"
-    return Outcome(
-        key,
-        action,
-        status,
-        result.get("tweet_id"),
-        result.get("error"),
-        result.get("error_type"),
-        counter[0],
-        bool(result.get("delivered_earlier")),
-        retryable=state in ("unknown", "retry"),
-    )
+    return _outcome(key, action, state, counter[0], result, resumed=False)
 
 
 async def _process(client: Client, item: Item, journal: Journal | None) -> Outcome:
