@@ -19,13 +19,18 @@ import attrs
 
 from ._errors import ValidationError
 
-__all__ = ["BearerUser", "OAuth1Signer", "OAuth1User", "User", "percent_encode"]
+__all__ = ["BearerUser", "OAuth1Signer", "OAuth1User", "User", "form_encode", "percent_encode"]
 
 
 @lru_cache(maxsize=4096)
 def percent_encode(value: str) -> str:
     """RFC 3986 percent-encoding as OAuth 1.0a requires: everything but ``A-Z a-z 0-9 - . _ ~``."""
     return quote(value, safe="~")
+
+
+def form_encode(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """A form body encoded exactly as OAuth 1.0a signs it, so what is sent is what was signed."""
+    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs).encode()
 
 
 def _reencode(encoded: str) -> str:

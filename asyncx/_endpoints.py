@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from ._auth import BearerUser, OAuth1User, User, percent_encode
+from ._auth import BearerUser, OAuth1User, User, form_encode
 from ._convert import structure, unstructure
 from ._errors import APIError, ValidationError
 from ._models import (
@@ -101,8 +101,7 @@ def _collection_add_body(request: AddCollectionEntry) -> tuple[str, bytes, tuple
     form: list[tuple[str, str]] = [("id", request.id), ("tweet_id", request.tweet_id)]
     if request.relative_to is not None:
         form += [("relative_to", request.relative_to), ("above", "true" if request.above else "false")]
-    body = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in form)
-    return _FORM, body.encode(), tuple(form)
+    return _FORM, form_encode(form), tuple(form)
 
 
 def _tweet(data: Any) -> Tweet:

@@ -10,7 +10,7 @@ import base64
 import inspect
 import logging
 
-from ._auth import BearerUser, percent_encode
+from ._auth import BearerUser, form_encode
 from ._errors import TransportError, Unauthorized
 from ._transport import Transport, WireRequest
 
@@ -38,9 +38,8 @@ class OAuth2Refresher:
         if user.client_secret:  # a confidential client authenticates itself too
             basic = base64.b64encode(f"{user.client_id}:{user.client_secret}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
-        body = "&".join(f"{k}={percent_encode(v)}" for k, v in form).encode()
         try:
-            response = await self._transport.send(WireRequest("POST", self._url, headers, body))
+            response = await self._transport.send(WireRequest("POST", self._url, headers, form_encode(form)))
         except TransportError as exc:
             raise Unauthorized(
                 401, message=f"could not refresh the token of user {user.user_id}: {exc}"
