@@ -148,6 +148,10 @@ class OAuth1Signer:
     def __repr__(self) -> str:
         return "OAuth1Signer(consumer_key=<hidden>)"
 
+    def sync(self, server_time: float) -> None:
+        """Sign from now on with the server's clock, read (a whole second, so +0.5) from a ``Date``."""
+        self.offset = server_time + 0.5 - self._clock()
+
     def authorization(
         self,
         method: str,

@@ -373,7 +373,7 @@ class Client:
         date = server_date(exc.headers)
         if date is None or self._signer is None:
             return False
-        self._signer.offset = date + 0.5 - time.time()
+        self._signer.sync(date)
         return True
 
     async def _refresh(self, user: BearerUser, used_token: str) -> None:

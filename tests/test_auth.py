@@ -105,3 +105,10 @@ def test_fast_reencoding_equals_percent_encoding(pairs: list[tuple[str, str]]) -
     """The signer's cheap second encoding of the parameter string is exactly RFC 3986 encoding."""
     encoded = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
     assert _reencode(encoded) == percent_encode(encoded)
+
+
+def test_sync_signs_with_the_servers_clock() -> None:
+    signer = OAuth1Signer("k", "s", clock=lambda: 1000.2)
+    user = asyncx.OAuth1User(access_token="1-a", access_token_secret="b")
+    signer.sync(1900.0)  # a Date 900 s ahead of us
+    assert 'oauth_timestamp="1900"' in signer.authorization("POST", "https://api.x.com/2/tweets", [], user)
