@@ -615,12 +615,7 @@ class Scheduler:
         self._totals[budget.endpoint][0] += 1
         if response is not None and response.status == 429:
             self._on_429(permit, response, readings, now)
-        if self._ready:
-            nxt = self._ready.popleft()
-            nxt.in_ready = False
-            self._pump(nxt, most=1)
-        if budget.waiters:
-            self._pump(budget)
+        self._slot_freed(budget)
 
     def _reconcile(self, budget: _Budget, readings: dict[str, LimitReading], ok: bool, now: float) -> None:
         for named in readings:
@@ -695,8 +690,13 @@ class Scheduler:
             w.used -= 1
             w.in_flight -= 1
         self._in_flight -= 1
-        self._pump(budget)
+        self._slot_freed(budget)
+
+    def _slot_freed(self, budget: _Budget) -> None:
+        """An in-flight slot and the budget's room came back: the next budget in the ring goes first."""
         if self._ready:
             nxt = self._ready.popleft()
             nxt.in_ready = False
             self._pump(nxt, most=1)
+        if budget.waiters:
+            self._pump(budget)
