@@ -16,7 +16,7 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._errors import RateLimited, ServerError, TransportError, XError
+from ._errors import APIError, RateLimited, ServerError, TransportError
 from ._headers import retry_after
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
@@ -66,7 +66,7 @@ class _wait_retry_after(wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, XError) and hasattr(exc, "headers"):
+        if isinstance(exc, APIError):
             after = retry_after(exc.headers)
             if after is not None:
                 return after
