@@ -39,6 +39,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._scheduler import BudgetStats
+from ._store import MemoryStore, Store
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._validation import weighted_length
 
@@ -63,6 +64,7 @@ __all__ = [
     "Forbidden",
     "Geo",
     "Media",
+    "MemoryStore",
     "MockTransport",
     "NotFound",
     "OAuth1User",
@@ -74,6 +76,7 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "ServerError",
+    "Store",
     "StoreUnavailable",
     "Timeouts",
     "TransportError",

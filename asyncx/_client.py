@@ -51,6 +51,7 @@ from ._models import (
 from ._oauth2 import OAuth2Refresher
 from ._retry import RetryPolicy
 from ._scheduler import BudgetStats, Permit, Scheduler
+from ._store import Store
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -85,7 +86,9 @@ class Client:
     Calls wait for rate budget, in FIFO order per user and endpoint; ``max_wait`` (seconds, per call
     or for the client) makes a call that would wait longer raise ``RateLimited`` at once instead.
     ``max_in_flight`` bounds open requests. ``retry`` is the ``RetryPolicy`` for transient failures
-    (``None``: one attempt). ``clock`` and ``sleep`` exist for tests.
+    (``None``: one attempt). ``store`` holds the budgets' counts: in this process by default, or
+    ``asyncx.RedisStore(url)`` to share them with other processes (the client closes it). ``clock`` and
+    ``sleep`` exist for tests.
 
     Example::
 
@@ -112,6 +115,7 @@ class Client:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store: Store | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
         if (consumer_key is None) != (consumer_secret is None):
@@ -130,7 +134,12 @@ class Client:
         )
         self._oauth2 = OAuth2Refresher(self._transport, self.base_url)
         self.scheduler = Scheduler(
-            rate_limits, clock=clock, sleep=sleep, max_in_flight=max_in_flight, clock_probe=self._probe_clock
+            rate_limits,
+            clock=clock,
+            sleep=sleep,
+            max_in_flight=max_in_flight,
+            clock_probe=self._probe_clock,
+            store=store,
         )
         self._closed = False
 
@@ -146,7 +155,7 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections the client opened (a session it was given stays open)."""
+        """Close the connections the client opened (a session it was given stays open) and the store."""
         if not self._closed:
             self._closed = True
             await self.scheduler.aclose()

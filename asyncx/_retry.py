@@ -16,7 +16,7 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._errors import APIError, RateLimited, ServerError, TransportError
+from ._errors import APIError, RateLimited, ServerError, StoreUnavailable, TransportError
 from ._headers import retry_after
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
@@ -35,8 +35,8 @@ def _default_wait() -> wait_base:
 
 @attrs.frozen
 class RetryPolicy:
-    """How a call retries transient failures: connection errors, timeouts, 500/502/503/504, and 429s
-    that carried no usable reset.
+    """How a call retries transient failures: connection errors, timeouts, 500/502/503/504, 429s
+    that carried no usable reset, and a shared rate-limit store that cannot be reached.
 
     ``stop`` and ``wait`` are tenacity strategies (default: 6 attempts; exponential backoff with full
     jitter from 0.5 s, capped at 30 s). No retry starts more than ``deadline`` seconds after the call did
@@ -50,8 +50,8 @@ class RetryPolicy:
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt may succeed where this one failed."""
-    if isinstance(exc, TransportError):
-        return True
+    if isinstance(exc, (TransportError, StoreUnavailable)):
+        return True  # StoreUnavailable: nothing was sent, so waiting for the store to return is safe
     if isinstance(exc, RateLimited):
         return exc.retry_at is None  # with a known reset, the scheduler already waited it out
     return isinstance(exc, ServerError) and exc.status in RETRY_STATUSES

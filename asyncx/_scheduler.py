@@ -4,7 +4,8 @@ X's windows are fixed and anchored on the server: a window allows N requests fro
 server sees, and all N come back at its reset. The scheduler models each window, not a refilling
 bucket, and reconciles it with every response's headers, read against the server's clock:
 
-* a budget is one user's use of one endpoint; it holds that user's windows and shares the app's;
+* a budget is one user's use of one endpoint; it needs room in that user's windows and the app's,
+  whose counts live in a ``Store`` (in this process by default, or shared through Redis);
 * calls for one budget are granted in FIFO order; a global ``max_in_flight`` is shared round-robin
   between budgets, so a user with a long backlog never delays another user's first call;
 * with nothing known, one request goes out and its answer teaches the limit;
@@ -22,15 +23,17 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 import attrs
 
-from ._errors import RateLimited
+from ._errors import RateLimited, StoreUnavailable, XError
 from ._headers import LimitReading, read_limits, retry_after, server_date
 from ._limits import APP_PREFIX, resolve_limits
 from ._models import RateLimit
+from ._store import Answer, MemoryStore, Store, Taken, WindowSpec
 from ._transport import Response
 
 __all__ = ["BudgetStats", "Permit", "Scheduler", "ServerClock"]
@@ -40,8 +43,9 @@ log = logging.getLogger("asyncx.scheduler")
 _DAY = 86_400.0
 #: How well (seconds) the server's clock is worth knowing; past this, probing stops.
 _CLOCK_PRECISION = 0.05
-_UNLIMITED = -1
-_NO_READINGS: dict[str, LimitReading] = {}
+_NO_READINGS: tuple[None, ...] = ()
+#: Joins user, endpoint and scope into a window's key; a leading one marks an app-wide window.
+_SEP = "\x1f"
 
 
 @attrs.frozen
@@ -80,102 +84,59 @@ class ServerClock:
         return server_time - self.low if self.low != -math.inf else server_time
 
 
-class _Window:
-    """One fixed window as this process sees it.
-
-    ``used`` counts grants in the current window; ``low`` is the lowest remaining count the server
-    reported for it. Room is ``low - in_flight`` once the server has spoken (our in-flight requests may
-    not have reached it yet), else ``limit - used``. ``reset`` is local time, None until anchored.
-    """
-
-    __slots__ = (
-        "blocked",
-        "guess",
-        "in_flight",
-        "limit",
-        "low",
-        "reset",
-        "seconds",
-        "server_reset",
-        "shared",
-        "trusted",
-        "used",
-    )
-
-    def __init__(self, limit: int | None, seconds: float, shared: bool = False, trusted: bool = True) -> None:
-        self.shared = shared  # an app-wide window, held by every budget of its endpoint
-        self.trusted = trusted  # False: a guessed limit, so probe with one request until X answers
-        self.guess = False  # a documented app-wide cap, dropped if X's answers do not report it
-        self.limit = limit
-        self.seconds = seconds
-        self.used = 0
-        self.in_flight = 0
-        self.low: int | None = None
-        self.reset: float | None = None
-        self.server_reset: int | None = (
-            None  # the reset as X said it, to re-read when the clock is better known
-        )
-        self.blocked: list[_Budget] | None = None
-
-    def room(self, now: float) -> int:
-        if self.reset is not None and now >= self.reset:
-            # A new window. Requests still in flight may land in it, so they count.
-            self.used, self.low, self.reset, self.server_reset = self.in_flight, None, None, None
-        if self.limit == _UNLIMITED:
-            return 1 << 30
-        if self.low is not None:
-            return self.low - self.in_flight
-        if self.limit is None or not self.trusted:
-            return 1 - self.in_flight  # learning: one probe at a time
-        return self.limit - self.used
-
-    def reconcile(self, reading: LimitReading, reset: float, now: float) -> None:
-        self.trusted = True
-        if reading.limit:
-            self.limit = reading.limit
-        if reset <= now:
-            return  # an answer from a window that has ended
-        if self.reset is None or reset > self.reset + 0.5:
-            self.low = reading.remaining
-        else:
-            self.low = reading.remaining if self.low is None else min(self.low, reading.remaining)
-        self.reset = reset
-        self.server_reset = reading.reset
-
-
 class _Budget:
-    """One user's use of one endpoint: its FIFO of waiting calls, its windows and its counters."""
+    """One user's use of one endpoint: its FIFO of waiting calls, the windows it needs room in (by key,
+    in the store) and its counters. ``scopes`` names the header scope that speaks for each window."""
 
     __slots__ = (
+        "again",
+        "blocked_on",
+        "draining",
         "endpoint",
+        "handed",
+        "in_flight",
         "in_ready",
         "rate_limited",
         "rejected",
         "scopes",
         "sent",
+        "specs",
         "touched",
         "user",
         "waited",
         "waiters",
         "wake_at",
-        "windows",
     )
 
     def __init__(
-        self, user: str, endpoint: str, scopes: tuple[str | None, ...], windows: tuple[_Window, ...]
+        self, user: str, endpoint: str, scopes: tuple[str | None, ...], specs: tuple[WindowSpec, ...]
     ) -> None:
         self.user = user
         self.endpoint = endpoint
         self.scopes = scopes
-        self.windows = windows
+        self.specs = specs
         self.waiters: deque[asyncio.Future[Permit]] | None = None
         self.wake_at: float | None = None
+        self.blocked_on: str | None = None
         self.in_ready = False
+        self.draining = False
+        self.handed = False  # popped from the ring with a freed slot kept for it
+        self.again = False
+        self.in_flight = 0
         self.touched = 0.0
         self.sent = 0
         self.waited = 0.0
         self.rate_limited = 0
         self.rejected = 0
+
+    def queued(self) -> bool:
+        """Whether a live call waits in the queue (cancelled ones at its head are dropped on the way)."""
+        waiters = self.waiters
+        while waiters:
+            if not waiters[0].done():
+                return True
+            waiters.popleft()
+        return False
 
 
 class Permit:
@@ -185,21 +146,22 @@ class Permit:
     the call should be queued again. ``retry_at`` is when budget is expected back (local time).
     """
 
-    __slots__ = ("_budget", "_scheduler", "_windows", "granted_at", "parked", "retry_at", "settled")
+    __slots__ = ("_budget", "_held", "_response", "_ticket", "granted_at", "parked", "retry_at", "settled")
 
-    def __init__(self, scheduler: Scheduler, budget: _Budget, granted_at: float) -> None:
-        self._scheduler = scheduler
+    def __init__(self, budget: _Budget, granted_at: float, ticket: object) -> None:
         self._budget = budget
-        self._windows = budget.windows
+        self._held = len(budget.specs)
+        self._ticket = ticket
+        self._response: Response | None = None
         self.granted_at = granted_at
         self.settled = False
         self.parked = False
         self.retry_at: float | None = None
 
     def settle(self, response: Response) -> None:
-        if not self.settled:
-            self.settled = True
-            self._scheduler._finish(self, response)
+        """Record X's answer; the scheduler reads it when the ``async with`` block ends."""
+        if self._response is None:
+            self._response = response
 
 
 class _Acquire:
@@ -214,9 +176,28 @@ class _Acquire:
         self._permit: Permit | None = None
 
     async def __aenter__(self) -> Permit:
-        self._permit = self._scheduler._try_now(self._budget)
-        if self._permit is None:
-            self._permit = await self._scheduler._wait(self._budget, self._max_wait)
+        scheduler, budget = self._scheduler, self._budget
+        taken = None
+        if not budget.queued() and not scheduler._ready and scheduler._in_flight < scheduler.max_in_flight:
+            # The fast path: nobody is ahead, so ask the store at once.
+            now = scheduler._clock()
+            scheduler._in_flight += 1
+            budget.in_flight += 1
+            try:
+                local = scheduler._local
+                if local is not None:
+                    taken = local.take_now(budget.specs, 1, now, scheduler._skew())
+                else:
+                    taken = await scheduler._store.take(budget.specs, 1, now, scheduler._skew())
+            finally:
+                if taken is None or not taken.granted:
+                    scheduler._in_flight -= 1
+                    budget.in_flight -= 1
+            if taken.granted:
+                budget.touched = now
+                self._permit = Permit(budget, now, taken.ticket)
+                return self._permit
+        self._permit = await scheduler._wait(budget, self._max_wait, taken)
         return self._permit
 
     async def __aexit__(
@@ -225,7 +206,7 @@ class _Acquire:
         permit = self._permit
         if permit is not None and not permit.settled:
             permit.settled = True
-            self._scheduler._finish(permit, None)
+            await self._scheduler._finish(permit)
 
 
 class Scheduler:
@@ -233,7 +214,8 @@ class Scheduler:
 
     ``limits`` maps endpoint names to per-user windows and ``app:<endpoint>`` to app-wide ones
     (defaults from X's documentation). ``clock`` and ``sleep`` are injectable so tests run on a fake
-    clock. ``max_in_flight`` bounds open requests across all budgets.
+    clock. ``max_in_flight`` bounds open requests across all budgets. ``store`` holds the windows'
+    counts (a ``MemoryStore`` unless given); the scheduler closes it.
     """
 
     def __init__(
@@ -245,6 +227,7 @@ class Scheduler:
         max_in_flight: int = 256,
         reset_margin: float = 0.05,
         clock_probe: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
+        store: Store | None = None,
     ) -> None:
         self._limits = resolve_limits(limits)
         self._configured = frozenset(limits or ())
@@ -254,12 +237,19 @@ class Scheduler:
         self.reset_margin = reset_margin
         self.server_clock = ServerClock()
         self._budgets: dict[tuple[str, str], _Budget] = {}
-        self._app_windows: dict[str, tuple[_Window, ...]] = {}
-        self._learned: dict[tuple[str, str], int] = {}  # (endpoint, scope) -> limit the server reported
+        self._app_specs: dict[str, tuple[WindowSpec, ...]] = {}
+        self._store: Store = MemoryStore() if store is None else store
+        # A memory store never waits: the hot path calls it without making a coroutine.
+        self._local = self._store if isinstance(self._store, MemoryStore) else None
+        self._store.subscribe(self._unblock)
+        self._blocked: dict[str, list[_Budget]] = {}  # window key -> budgets waiting for its answer
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._learned: dict[str, dict[str, int]] = {}  # endpoint -> scope -> limit the server reported
         self._totals: dict[str, list[float]] = {}
         self._in_flight = 0
         self._waiting = 0
         self._ready: deque[_Budget] = deque()
+        self._handed = 0  # freed slots kept for budgets popped from the ring, until they drain
         self._heap: list[tuple[float, int, _Budget]] = []
         self._seq = itertools.count()
         self._timer: asyncio.Task[None] | None = None
@@ -276,6 +266,11 @@ class Scheduler:
     def now(self) -> float:
         """The scheduler's clock (local epoch seconds), on which ``eta`` and resets are given."""
         return self._clock()
+
+    @property
+    def store(self) -> Store:
+        """Where the windows' counts live."""
+        return self._store
 
     @property
     def in_flight(self) -> int:
@@ -324,10 +319,12 @@ class Scheduler:
         return self._eta(b, self._clock(), max(queued, calls) - 1)
 
     async def aclose(self) -> None:
-        for task in (self._timer, self._refiner):
+        """Stop the timers and close the store."""
+        for task in (self._timer, self._refiner, *self._tasks):
             if task is not None:
                 task.cancel()
         self._timer = self._refiner = None
+        await self._store.aclose()
 
     # -- budgets ---------------------------------------------------------------------------------
 
@@ -342,96 +339,71 @@ class Scheduler:
 
     def _new_budget(self, user: str, endpoint: str) -> _Budget:
         scopes: list[str | None] = []
-        windows: list[_Window] = []
+        specs: list[WindowSpec] = []
+        base = f"{user}{_SEP}{endpoint}{_SEP}"
         per_user = self._limits.get(endpoint, ())
+        learned = self._learned.setdefault(endpoint, {})
         if not any(w.window_seconds < _DAY for w in per_user):
             scopes.append("window")  # nothing configured: learn it from the first answer
-            windows.append(_Window(self._learned.get((endpoint, "window")), 900.0, trusted=False))
+            specs.append(WindowSpec(base + "window", learned.get("window"), 900.0, False))
         # A documented default is a guess until X answers (so: one probe); what the caller set is not.
         trusted = endpoint in self._configured
-        for limit in per_user:
+        for i, limit in enumerate(per_user):
             scope = "user-24h" if limit.window_seconds >= _DAY else "window"
-            scopes.append(scope if scope not in scopes else None)
-            learned = self._learned.get((endpoint, scope), limit.requests)
-            windows.append(_Window(learned, limit.window_seconds, trusted=trusted))
-        shared = self._app_windows.get(endpoint)
+            named = scope if scope not in scopes else None
+            scopes.append(named)
+            requests = learned.get(scope, limit.requests)
+            specs.append(WindowSpec(base + (named or str(i)), requests, limit.window_seconds, trusted))
+        shared = self._app_specs.get(endpoint)
         if shared is None:
-            app = self._limits.get(APP_PREFIX + endpoint, ())
-            shared = self._app_windows[endpoint] = tuple(
-                _Window(a.requests, a.window_seconds, shared=True) for a in app
+            guess = APP_PREFIX + endpoint not in self._configured
+            shared = self._app_specs[endpoint] = tuple(
+                WindowSpec(f"{_SEP}app{_SEP}{endpoint}{_SEP}{i}", a.requests, a.window_seconds, True, guess)
+                for i, a in enumerate(self._limits.get(APP_PREFIX + endpoint, ()))
             )
-            for window in shared:
-                window.guess = APP_PREFIX + endpoint not in self._configured
-        for i, window in enumerate(shared):
-            scopes.append("app-24h" if i == 0 and window.seconds >= _DAY else None)
-            windows.append(window)
-        budget = _Budget(user, endpoint, tuple(scopes), tuple(windows))
+        for i, spec in enumerate(shared):
+            scopes.append("app-24h" if i == 0 and spec.seconds >= _DAY else None)
+            specs.append(spec)
+        budget = _Budget(user, endpoint, tuple(scopes), tuple(specs))
         budget.touched = self._clock()
         self._totals.setdefault(endpoint, [0, 0.0, 0, 0])
         return budget
 
     def _expire(self) -> None:
-        """Drop up to two idle budgets whose windows have all ended: they hold nothing worth keeping."""
+        """Drop up to two idle budgets whose windows have surely ended: they hold nothing worth keeping."""
         now = self._clock()
         for _ in range(2):
             if len(self._budgets) < 2:
                 return
             key = next(iter(self._budgets))
             b = self._budgets[key]
-            if (b.waiters and any(not f.done() for f in b.waiters)) or b.wake_at is not None or b.in_ready:
+            if b.in_flight or b.draining or b.wake_at is not None or b.in_ready or b.queued():
                 return
-            for w in b.windows:
-                if w.shared:
-                    continue
-                if (
-                    w.in_flight
-                    or (w.reset is not None and now < w.reset)
-                    or (w.reset is None and w.used and now < b.touched + w.seconds)
-                ):
-                    return
+            span = max((s.seconds for s in b.specs if not s.key.startswith(_SEP)), default=0.0)
+            if now < b.touched + span:
+                return
             del self._budgets[key]
 
+    def _skew(self) -> float | None:
+        low = self.server_clock.low
+        return None if low == -math.inf else low
+
     # -- granting --------------------------------------------------------------------------------
-
-    def _blocker(self, budget: _Budget, now: float) -> _Window | None:
-        for w in budget.windows:
-            if w.room(now) <= 0:
-                return w
-        return None
-
-    def _grant(self, budget: _Budget, now: float) -> Permit:
-        for w in budget.windows:
-            w.used += 1
-            w.in_flight += 1
-        self._in_flight += 1
-        budget.touched = now
-        return Permit(self, budget, now)
-
-    def _try_now(self, budget: _Budget) -> Permit | None:
-        """The fast path: grant at once when nobody is ahead and every window has room."""
-        if (budget.waiters and any(not f.done() for f in budget.waiters)) or self._ready:
-            return None
-        if self._in_flight >= self.max_in_flight:
-            return None
-        now = self._clock()
-        if self._blocker(budget, now) is not None:
-            return None
-        return self._grant(budget, now)
 
     def _eta(self, budget: _Budget, now: float, position: int) -> float:
         """When the call at ``position`` in the budget's queue should be sent, by the known windows."""
         eta = now
-        for w in budget.windows:
-            room = max(0, w.room(now))
+        for view in self._store.view(budget.specs, now, self._skew()):
+            room = max(0, view.room)
             if position < room:
                 continue
-            per_window = w.limit if w.limit and w.limit > 0 else 1
+            per_window = view.limit if view.limit and view.limit > 0 else 1
             later = (position - room) // per_window
-            start = w.reset if w.reset is not None else now + w.seconds
-            eta = max(eta, start + self.reset_margin + later * w.seconds)
+            start = view.reset if view.reset is not None else now + view.seconds
+            eta = max(eta, start + self.reset_margin + later * view.seconds)
         return eta
 
-    async def _wait(self, budget: _Budget, max_wait: float | None) -> Permit:
+    async def _wait(self, budget: _Budget, max_wait: float | None, taken: Taken | None) -> Permit:
         now = self._clock()
         if budget.waiters is None:
             budget.waiters = deque()
@@ -448,11 +420,11 @@ class Scheduler:
                 )
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         budget.waiters.append(future)
-        self._pump(budget)
-        if not future.done():
-            log.debug(
-                "waiting for %s budget of user %s (%d queued)", budget.endpoint, budget.user, position + 1
-            )
+        if taken is not None and position == 0 and not budget.draining:
+            self._park(budget, taken, now)  # the store just said no: wait for what it named
+        elif budget.wake_at is None and not budget.in_ready:
+            self._kick(budget)
+        log.debug("waiting for %s budget of user %s (%d queued)", budget.endpoint, budget.user, position + 1)
         self._waiting += 1
         try:
             permit = await future
@@ -467,42 +439,105 @@ class Scheduler:
         self._totals[budget.endpoint][1] += waited
         return permit
 
-    def _pump(self, budget: _Budget, most: int = 1 << 30) -> None:
-        """Grant the budget's waiters in FIFO order while its windows and the in-flight bound allow."""
-        waiters = budget.waiters
-        if not waiters:
+    def _kick(self, budget: _Budget) -> None:
+        """Have the budget's queue drained: by a new task, or by the one already at it."""
+        if budget.draining:
+            budget.again = True
             return
-        now = self._clock()
-        while waiters:
-            future = waiters[0]
-            if future.done():
-                waiters.popleft()
-                continue
-            blocker = self._blocker(budget, now)
-            if blocker is not None:
-                self._park(budget, blocker, now)
-                return
-            if self._in_flight >= self.max_in_flight or most <= 0:
-                if not budget.in_ready:
-                    budget.in_ready = True
-                    self._ready.append(budget)
-                return
-            waiters.popleft()
-            future.set_result(self._grant(budget, now))
-            most -= 1
+        budget.draining = True
+        self._spawn(self._drain(budget))
 
-    def _park(self, budget: _Budget, window: _Window, now: float) -> None:
-        if window.reset is None:
-            if window.in_flight == 0 and window.limit not in (None, _UNLIMITED):
-                # Out of room with no answer to anchor the window: it surely ends a window from now.
-                window.reset = now + window.seconds
-            else:
-                if window.blocked is None:
-                    window.blocked = []
-                if budget not in window.blocked:
-                    window.blocked.append(budget)
-                return
-        deadline = window.reset + self.reset_margin
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, budget: _Budget) -> None:
+        """Grant the budget's waiters in FIFO order while its windows and the in-flight bound allow.
+
+        Asks the store for as many grants as there are waiters and free slots in one call; when others
+        wait for a slot, takes one and goes to the back of the ring, so slots are shared round-robin.
+        """
+        waiters = budget.waiters
+        try:
+            while waiters is not None and budget.queued():
+                budget.again = False
+                if budget.handed:
+                    budget.handed = False
+                    self._handed -= 1
+                free = self.max_in_flight - self._in_flight - self._handed
+                if free <= 0:
+                    self._to_ring(budget)
+                    return
+                want = 1 if self._ready else min(len(waiters), free)
+                now = self._clock()
+                skew = self._skew()
+                self._in_flight += want
+                budget.in_flight += want
+                try:
+                    taken = await self._store.take(budget.specs, want, now, skew)
+                except Exception as exc:
+                    self._in_flight -= want
+                    budget.in_flight -= want
+                    self._fail(budget, exc)
+                    return
+                unused = want
+                for _ in range(taken.granted):
+                    while waiters and waiters[0].done():
+                        waiters.popleft()
+                    if not waiters:
+                        break
+                    waiters.popleft().set_result(Permit(budget, now, taken.ticket))
+                    unused -= 1
+                if unused:
+                    self._in_flight -= unused
+                    budget.in_flight -= unused
+                if unused > want - taken.granted:  # waiters left while the store answered
+                    await self._give_back(budget, budget.specs, unused - (want - taken.granted), taken.ticket)
+                if taken.granted:
+                    budget.touched = now
+                if taken.granted < want:
+                    if not budget.again:
+                        self._park(budget, taken, now)
+                        return
+                elif self._ready and budget.queued():
+                    self._to_ring(budget)
+                    return
+        finally:
+            budget.draining = False
+            if budget.handed:  # the slot kept for it went unused: the next in the ring gets it
+                budget.handed = False
+                self._handed -= 1
+                self._hand_on()
+
+    def _to_ring(self, budget: _Budget) -> None:
+        if not budget.in_ready:
+            budget.in_ready = True
+            self._ready.append(budget)
+
+    def _fail(self, budget: _Budget, exc: Exception) -> None:
+        """The store failed: every call waiting on this budget gets the error (nothing was sent)."""
+        log.warning("rate-limit store failed for %s: %s", budget.endpoint, exc)
+        waiters = budget.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_exception(StoreUnavailable(str(exc)) if not isinstance(exc, XError) else exc)
+
+    def _park(self, budget: _Budget, taken: Taken, now: float) -> None:
+        """Wait for the time the store named or, with none, for an answer in the window it named."""
+        probe = True
+        if taken.wake_at is not None:
+            deadline = taken.wake_at + self.reset_margin
+        else:
+            key = taken.waiting_on or budget.specs[0].key
+            blocked = self._blocked.setdefault(key, [])
+            if budget not in blocked:
+                blocked.append(budget)
+            budget.blocked_on = key
+            # Should that answer never come (its process died), the window has surely ended by then.
+            seconds = next((s.seconds for s in budget.specs if s.key == key), 900.0)
+            deadline, probe = now + seconds, False
         if budget.wake_at is not None and budget.wake_at <= deadline:
             return
         budget.wake_at = deadline
@@ -514,13 +549,23 @@ class Scheduler:
             self._timer = asyncio.get_running_loop().create_task(self._run_timer())
         clock = self.server_clock
         if (
-            self._probe is not None
+            probe
+            and self._probe is not None
             and self._refiner is None
             and clock.low != -math.inf
             and clock.high - clock.low > _CLOCK_PRECISION
             and deadline - now > 1.5
         ):
             self._refiner = asyncio.get_running_loop().create_task(self._refine_clock())
+
+    def _unblock(self, key: str) -> None:
+        """A window's answer came: budgets waiting for it ask the store again."""
+        blocked = self._blocked.pop(key, None)
+        for budget in blocked or ():
+            if budget.blocked_on == key:
+                budget.blocked_on = None
+                budget.wake_at = None  # its fallback wake-up is superseded
+                self._kick(budget)
 
     async def _refine_clock(self) -> None:
         """While budgets wait, pin down the server's clock with a few unauthenticated probes.
@@ -559,21 +604,11 @@ class Scheduler:
                 self._refiner = None
 
     def _rewake(self) -> None:
-        """Re-read parked budgets' resets with the better clock estimate, waking them earlier if due."""
-        now = self._clock()
+        """Parked budgets ask the store again with the better clock estimate: they may wake earlier."""
         for _, _, budget in list(self._heap):
-            if budget.wake_at is None:
-                continue
-            for w in budget.windows:
-                if w.server_reset is not None and w.reset is not None:
-                    w.reset = self.server_clock.to_local(w.server_reset)
-            blocker = self._blocker(budget, now)
-            if blocker is None:
+            if budget.wake_at is not None and budget.blocked_on is None:
                 budget.wake_at = None
-                self._pump(budget)
-            elif blocker.reset is not None and blocker.reset + self.reset_margin < budget.wake_at:
-                budget.wake_at = None
-                self._park(budget, blocker, now)
+                self._kick(budget)
 
     async def _run_timer(self) -> None:
         heap = self._heap
@@ -589,114 +624,119 @@ class Scheduler:
                 if budget.wake_at != deadline:
                     continue  # superseded by an earlier wake-up
                 budget.wake_at = None
-                self._pump(budget)
+                budget.blocked_on = None
+                self._kick(budget)
         finally:
             if self._timer is asyncio.current_task():
                 self._timer, self._timer_at = None, None
 
     # -- answers ---------------------------------------------------------------------------------
 
-    def _finish(self, permit: Permit, response: Response | None) -> None:
-        """Release a permit's room; with a response, reconcile its windows with the headers."""
+    async def _finish(self, permit: Permit) -> None:
+        """Release a permit's room; with an answer, reconcile its windows with the headers."""
         budget = permit._budget
+        response = permit._response
         now = self._clock()
-        for w in permit._windows:
-            w.in_flight -= 1
-        readings: dict[str, LimitReading] = _NO_READINGS
+        answer: Answer | None = None
         if response is not None:
             headers = response.headers
             readings = read_limits(headers)
             date = server_date(headers)
             if date is not None:
                 self.server_clock.observe(date, permit.granted_at, now)
-            self._reconcile(budget, readings, response.status < 300, now)
+            scopes = budget.scopes
+            if readings:
+                learned = self._learned[budget.endpoint]
+                for scope, reading in readings.items():
+                    if scope not in scopes:
+                        self._adopt(budget, scope)
+                        scopes = budget.scopes
+                    if reading.limit and learned.get(scope) != reading.limit:
+                        learned[scope] = reading.limit
+                per_window: Sequence[LimitReading | None] = [readings.get(s or "") for s in scopes]
+            else:
+                per_window = _NO_READINGS
+            status = response.status
+            answer = Answer(status, per_window, retry_after(headers) if status == 429 else None)
         self._in_flight -= 1
+        budget.in_flight -= 1
         budget.sent += 1
         self._totals[budget.endpoint][0] += 1
-        if response is not None and response.status == 429:
-            self._on_429(permit, response, readings, now)
+        low = self.server_clock.low
+        skew = None if low == -math.inf else low
+        try:
+            if self._local is not None:
+                back_at = self._local.settle_now(budget.specs, permit._held, answer, now, skew)
+            else:
+                back_at = await self._store.settle(
+                    budget.specs, permit._held, answer, now, skew, permit._ticket
+                )
+        except Exception as exc:  # the send is over either way; the store heals at the next reset
+            log.warning("could not record an answer in the rate-limit store: %s", exc)
+            back_at = None
+        if answer is not None and answer.status == 429:
+            budget.rate_limited += 1
+            self._totals[budget.endpoint][2] += 1
+            if back_at is not None:
+                permit.parked = True
+                permit.retry_at = back_at + self.reset_margin
+            log.warning(
+                "429 for %s of user %s; budget parked until %s",
+                budget.endpoint,
+                budget.user,
+                f"{back_at - now:.1f}s from now" if back_at is not None else "unknown",
+            )
+        if self._blocked:
+            for spec in budget.specs[: permit._held]:
+                if spec.key in self._blocked:
+                    self._unblock(spec.key)
         self._slot_freed(budget)
-
-    def _reconcile(self, budget: _Budget, readings: dict[str, LimitReading], ok: bool, now: float) -> None:
-        for named in readings:
-            if named not in budget.scopes:
-                self._adopt(budget, named)
-        for scope, w in zip(budget.scopes, budget.windows, strict=True):
-            reading = readings.get(scope) if scope else None
-            if reading is not None:
-                w.reconcile(reading, self.server_clock.to_local(reading.reset), now)
-                if w.limit and w.limit > 0 and scope:
-                    self._learned[(budget.endpoint, scope)] = w.limit
-            elif ok and w.guess:
-                # A documented app-wide cap that X's answers do not report does not apply to this app.
-                w.guess, w.limit = False, _UNLIMITED
-            elif ok and not w.trusted:
-                w.trusted = True  # the server shows no count here: the configured limit, if any, rules
-                if w.limit is None:
-                    w.limit = _UNLIMITED
-            if w.blocked:
-                blocked, w.blocked = w.blocked, None
-                for other in blocked:
-                    if other is not budget:
-                        self._pump(other)
-
-    def _on_429(
-        self, permit: Permit, response: Response, readings: Mapping[str, LimitReading], now: float
-    ) -> None:
-        budget = permit._budget
-        budget.rate_limited += 1
-        self._totals[budget.endpoint][2] += 1
-        after = retry_after(response.headers)
-        resets = [
-            w.reset
-            for s, w in zip(budget.scopes, budget.windows, strict=True)
-            if s is not None and s in readings and readings[s].remaining == 0
-        ]
-        if after is not None:
-            for w in budget.windows:
-                if w.room(now) > 0 and w.limit not in (None, _UNLIMITED):
-                    w.low, w.reset = 0, now + after
-                    break
-            resets.append(now + after)
-        known = [r for r in resets if r is not None and r > now]
-        if known:
-            permit.parked = True
-            permit.retry_at = max(known) + self.reset_margin
-        log.warning(
-            "429 for %s of user %s; budget parked until %s",
-            budget.endpoint,
-            budget.user,
-            f"{permit.retry_at - now:.1f}s from now" if permit.retry_at else "unknown",
-        )
 
     def _adopt(self, budget: _Budget, scope: str) -> None:
         """A response names a limit this budget had no window for (a 24-hour cap): track it from now on."""
-        window = _Window(None, 900.0 if scope == "window" else _DAY, shared=scope == "app-24h")
-        window.used = 1  # the request that brought the news
-        targets = [budget]
         if scope == "app-24h":
-            self._app_windows[budget.endpoint] = (*self._app_windows.get(budget.endpoint, ()), window)
-            targets += [
-                b for b in self._budgets.values() if b.endpoint == budget.endpoint and b is not budget
-            ]
+            spec = WindowSpec(f"{_SEP}app{_SEP}{budget.endpoint}{_SEP}{scope}", None, _DAY)
+            self._app_specs[budget.endpoint] = (*self._app_specs.get(budget.endpoint, ()), spec)
+            targets = [b for b in self._budgets.values() if b.endpoint == budget.endpoint]
+            if budget not in targets:
+                targets.append(budget)
+        else:
+            seconds = 900.0 if scope == "window" else _DAY
+            spec = WindowSpec(f"{budget.user}{_SEP}{budget.endpoint}{_SEP}{scope}", None, seconds)
+            targets = [budget]
         for b in targets:
-            b.scopes, b.windows = (*b.scopes, scope), (*b.windows, window)
+            b.scopes, b.specs = (*b.scopes, scope), (*b.specs, spec)
 
     def _refund(self, permit: Permit) -> None:
         """Undo a grant that was never used (its caller was cancelled first)."""
         budget = permit._budget
         permit.settled = True
-        for w in permit._windows:
-            w.used -= 1
-            w.in_flight -= 1
         self._in_flight -= 1
-        self._slot_freed(budget)
+        budget.in_flight -= 1
+        self._spawn(self._give_back(budget, budget.specs[: permit._held], 1, permit._ticket, freed=True))
 
-    def _slot_freed(self, budget: _Budget) -> None:
-        """An in-flight slot and the budget's room came back: the next budget in the ring goes first."""
+    async def _give_back(
+        self, budget: _Budget, specs: Sequence[WindowSpec], n: int, ticket: object, freed: bool = False
+    ) -> None:
+        try:
+            await self._store.refund(specs, n, self._clock(), self._skew(), ticket)
+        except Exception as exc:
+            log.warning("could not give unused budget back to the rate-limit store: %s", exc)
+        if freed:
+            self._slot_freed(budget)
+
+    def _hand_on(self) -> None:
+        """Keep a free slot for the budget at the head of the ring, and have it drained."""
         if self._ready:
             nxt = self._ready.popleft()
             nxt.in_ready = False
-            self._pump(nxt, most=1)
-        if budget.waiters:
-            self._pump(budget)
+            if not nxt.handed:
+                nxt.handed = True
+                self._handed += 1
+            self._kick(nxt)
+
+    def _slot_freed(self, budget: _Budget) -> None:
+        """An in-flight slot and the budget's room came back: the next budget in the ring goes first."""
+        self._hand_on()
+        if budget.waiters and budget.wake_at is None and not budget.in_ready:
+            self._kick(budget)

@@ -18,6 +18,7 @@ from email.utils import formatdate
 
 import asyncx
 from asyncx._scheduler import Scheduler
+from asyncx._store import MemoryStore
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0
@@ -60,10 +61,14 @@ async def semaphore_baseline(calls: int) -> float:
     return (time.process_time() - start) / calls * 1e6
 
 
-async def idle_memory(users: int) -> tuple[float, int, int]:
+async def idle_memory(users: int) -> tuple[float, int, int, int, int]:
     clock = ManualClock(T0)
-    limits = {"create_tweet": asyncx.RateLimit(100, 900.0), "app:create_tweet": []}
-    s = Scheduler(limits, clock=clock.time, sleep=clock.sleep)
+    limits: dict[str, list[asyncx.RateLimit]] = {
+        "create_tweet": [asyncx.RateLimit(100, 900.0)],
+        "app:create_tweet": [],
+    }
+    store = MemoryStore()
+    s = Scheduler(limits, clock=clock.time, sleep=clock.sleep, store=store)
     resp = response(clock)
     names = [f"user{i}" for i in range(users)]  # made before measuring: callers own their names
     gc.collect()
@@ -75,12 +80,12 @@ async def idle_memory(users: int) -> tuple[float, int, int]:
     gc.collect()
     per_budget = (tracemalloc.get_traced_memory()[0] - before) / users
     tracemalloc.stop()
-    held = len(s)
+    held, windows = len(s), len(store)
     await clock.advance(901)  # every window has ended: the budgets are idle and hold nothing
     for i in range(users):
         async with s.acquire(f"later{i}", "create_tweet"):
             pass
-    return per_budget, held, len(s)
+    return per_budget, held, len(s), windows, len(store)
 
 
 async def main() -> None:
@@ -92,9 +97,10 @@ async def main() -> None:
         print(
             f"acquire+settle with {users:>7,} users holding budgets: {us:6.2f} us  ({ratio:5.1f}x semaphore)"
         )
-    per_budget, held, after = await idle_memory(100_000)
+    per_budget, held, after, windows, windows_after = await idle_memory(100_000)
     print(f"memory per idle budget: {per_budget:,.0f} bytes (100,000 budgets)")
     print(f"idle expiry: {held:,} budgets held; after their windows ended and 100,000 more came: {after:,}")
+    print(f"  and windows in the memory store: {windows:,}, then {windows_after:,}")
     print("  (without expiry it would be 200,000)")
     print(
         "targets: < 20 us per acquire at 100,000 users; < 1,024 bytes per idle budget; expiry bounds memory"
