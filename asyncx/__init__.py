@@ -37,9 +37,10 @@ from ._models import (
     Reply,
     Tweet,
 )
+from ._redis import RedisStore
 from ._retry import RetryPolicy
 from ._scheduler import BudgetStats
-from ._store import MemoryStore, Store
+from ._store import Answer, MemoryStore, Store, Taken, WindowSpec, WindowView
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._validation import weighted_length
 
@@ -49,6 +50,7 @@ __all__ = [
     "APIError",
     "AddCollectionEntry",
     "AlreadyPosted",
+    "Answer",
     "BearerUser",
     "Bookmark",
     "BudgetStats",
@@ -72,17 +74,21 @@ __all__ = [
     "Problem",
     "RateLimit",
     "RateLimited",
+    "RedisStore",
     "Reply",
     "Response",
     "RetryPolicy",
     "ServerError",
     "Store",
     "StoreUnavailable",
+    "Taken",
     "Timeouts",
     "TransportError",
     "Tweet",
     "Unauthorized",
     "ValidationError",
+    "WindowSpec",
+    "WindowView",
     "WireRequest",
     "XError",
     "__version__",

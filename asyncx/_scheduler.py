@@ -66,11 +66,13 @@ class ServerClock:
     Waits use the lower bound: waking a little late is cheap, waking early costs a 429.
     """
 
-    __slots__ = ("high", "low")
+    __slots__ = ("bounds", "high", "low")
 
     def __init__(self) -> None:
         self.low = -math.inf
         self.high = math.inf
+        #: ``(low, high)`` once anything is known, as stores take it.
+        self.bounds: tuple[float, float] | None = None
 
     def observe(self, date: float, sent: float, received: float) -> None:
         low, high = date - received, date + 1.0 - sent
@@ -78,6 +80,7 @@ class ServerClock:
             self.low, self.high = low, high
         else:
             self.low, self.high = max(self.low, low), min(self.high, high)
+        self.bounds = (self.low, self.high)
 
     def to_local(self, server_time: float) -> float:
         """The earliest local time at which the server's clock surely reads ``server_time``."""
@@ -384,9 +387,8 @@ class Scheduler:
                 return
             del self._budgets[key]
 
-    def _skew(self) -> float | None:
-        low = self.server_clock.low
-        return None if low == -math.inf else low
+    def _skew(self) -> tuple[float, float] | None:
+        return self.server_clock.bounds
 
     # -- granting --------------------------------------------------------------------------------
 
@@ -547,19 +549,28 @@ class Scheduler:
                 self._timer.cancel()
             self._timer_at = deadline
             self._timer = asyncio.get_running_loop().create_task(self._run_timer())
+        if probe:
+            self._maybe_refine(now)
+
+    def _maybe_refine(self, now: float) -> None:
+        """Start the clock probes if budgets wait long enough and the server's clock is known roughly."""
         clock = self.server_clock
         if (
-            probe
-            and self._probe is not None
+            self._probe is not None
             and self._refiner is None
+            and self._heap
             and clock.low != -math.inf
             and clock.high - clock.low > _CLOCK_PRECISION
-            and deadline - now > 1.5
+            and self._heap[0][0] - now > 1.5
         ):
             self._refiner = asyncio.get_running_loop().create_task(self._refine_clock())
 
-    def _unblock(self, key: str) -> None:
-        """A window's answer came: budgets waiting for it ask the store again."""
+    def _unblock(self, key: str | None) -> None:
+        """A window's answer came (None: any may have): budgets waiting for it ask the store again."""
+        if key is None:
+            for each in list(self._blocked):
+                self._unblock(each)
+            return
         blocked = self._blocked.pop(key, None)
         for budget in blocked or ():
             if budget.blocked_on == key:
@@ -644,6 +655,8 @@ class Scheduler:
             date = server_date(headers)
             if date is not None:
                 self.server_clock.observe(date, permit.granted_at, now)
+                if self._heap and self._refiner is None:
+                    self._maybe_refine(now)  # budgets parked before the clock was known
             scopes = budget.scopes
             if readings:
                 learned = self._learned[budget.endpoint]
@@ -662,8 +675,7 @@ class Scheduler:
         budget.in_flight -= 1
         budget.sent += 1
         self._totals[budget.endpoint][0] += 1
-        low = self.server_clock.low
-        skew = None if low == -math.inf else low
+        skew = self.server_clock.bounds
         try:
             if self._local is not None:
                 back_at = self._local.settle_now(budget.specs, permit._held, answer, now, skew)

@@ -6,8 +6,8 @@ last said was remaining, and when the window resets. ``MemoryStore`` keeps them 
 ``RedisStore`` shares them between processes with the same rules.
 
 Times: a store keeps resets on X's clock (the epoch seconds X's headers speak in). Callers give their
-local time and ``skew``, the lower bound of X's clock minus theirs (None while unknown), and get local
-times back, so every process reads the same stored reset on its own clock.
+local time and ``skew``, the bounds on X's clock minus theirs (None while unknown), and get local times
+back, so every process reads the same stored reset on its own clock.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import attrs
 
 __all__ = ["Answer", "MemoryStore", "Store", "Taken", "WindowSpec", "WindowView"]
 
+#: Bounds on X's clock minus the caller's, ``(low, high)``, or None while nothing is known.
+Skew = tuple[float, float] | None
 UNLIMITED = -1
 #: A send still counted in flight this long after its grant was surely answered or lost.
 FLIGHT_TTL = 120.0
@@ -80,7 +82,7 @@ class Store(Protocol):
     gain windows between grant and answer when X reports a limit it did not know of.
     """
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None) -> Taken: ...
+    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken: ...
 
     async def settle(
         self,
@@ -88,7 +90,7 @@ class Store(Protocol):
         held: int,
         answer: Answer | None,
         now: float,
-        skew: float | None,
+        skew: Skew,
         ticket: object = None,
     ) -> float | None:
         """Release one grant, reconciling with X's answer (None: no answer came, so the send still
@@ -96,24 +98,30 @@ class Store(Protocol):
         ...
 
     async def refund(
-        self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None, ticket: object = None
+        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
         """Give back ``n`` grants that were never used: they leave no trace."""
         ...
 
-    def view(self, windows: Sequence[WindowSpec], now: float, skew: float | None) -> list[WindowView]:
+    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
         """The windows as this process last saw them, without a round trip (for ETAs)."""
         ...
 
     def subscribe(self, on_answer: _OnAnswer) -> None:
-        """Have ``on_answer(key)`` called when another process settles a send in an unanchored window."""
+        """Have ``on_answer(key)`` called when another process settles a send in an unanchored window,
+        and ``on_answer(None)`` when such news may have been missed (every waiting budget asks again)."""
         ...
 
     async def aclose(self) -> None: ...
 
 
 class _OnAnswer(Protocol):
-    def __call__(self, key: str) -> None: ...
+    def __call__(self, key: str | None) -> None: ...
+
+
+def _low(skew: Skew) -> float:
+    """The offset waits use: waking a little late is cheap, waking early costs a 429."""
+    return skew[0] if skew else 0.0
 
 
 class _Window:
@@ -196,12 +204,12 @@ class MemoryStore:
             if not window.idle(now):
                 windows[key] = window
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None) -> Taken:
+    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
         return self.take_now(windows, n, now, skew)
 
-    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None) -> Taken:
+    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
         """``take`` without the coroutine, for callers that know the store is local."""
-        x = now + (skew or 0.0)
+        x = now + _low(skew)
         get = self._windows.get
         held = [get(spec.key) or self._get(spec, x) for spec in windows]
         granted = n
@@ -229,7 +237,7 @@ class MemoryStore:
                     waiting_on = spec.key
                     continue
             wake = w.reset if wake is None else max(wake, w.reset)
-        local = None if wake is None else wake - (skew or 0.0)
+        local = None if wake is None else wake - _low(skew)
         return Taken(granted, local, None if local is not None else waiting_on)
 
     async def settle(
@@ -238,7 +246,7 @@ class MemoryStore:
         held: int,
         answer: Answer | None,
         now: float,
-        skew: float | None,
+        skew: Skew,
         ticket: object = None,
     ) -> float | None:
         return self.settle_now(windows, held, answer, now, skew)
@@ -249,10 +257,10 @@ class MemoryStore:
         held: int,
         answer: Answer | None,
         now: float,
-        skew: float | None,
+        skew: Skew,
     ) -> float | None:
         """``settle`` without the coroutine."""
-        x = now + (skew or 0.0)
+        x = now + _low(skew)
         if answer is None:  # sent, but no answer came: it may have reached X, so it stays counted
             for spec in windows[:held]:
                 w = self._get(spec, x)
@@ -289,23 +297,23 @@ class MemoryStore:
                     break
             resets.append(x + answer.retry_after)
         later = [r for r in resets if r > x]
-        return max(later) - (skew or 0.0) if later else None
+        return max(later) - _low(skew) if later else None
 
     async def refund(
-        self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None, ticket: object = None
+        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
         self.refund_now(windows, n, now, skew)
 
-    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: float | None) -> None:
+    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> None:
         """``refund`` without the coroutine."""
-        x = now + (skew or 0.0)
+        x = now + _low(skew)
         for spec in windows:
             w = self._get(spec, x)
             w.in_flight = max(0, w.in_flight - n)
             w.used = max(0, w.used - n)
 
-    def view(self, windows: Sequence[WindowSpec], now: float, skew: float | None) -> list[WindowView]:
-        x = now + (skew or 0.0)
+    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
+        x = now + _low(skew)
         out = []
         for spec in windows:
             w = self._windows.get(spec.key)
@@ -314,7 +322,7 @@ class MemoryStore:
                 out.append(WindowView(1 << 30 if room == UNLIMITED else room, spec.limit, None, spec.seconds))
                 continue
             room = w.room(x)
-            reset = None if w.reset is None else w.reset - (skew or 0.0)
+            reset = None if w.reset is None else w.reset - _low(skew)
             out.append(WindowView(room, w.limit, reset, w.seconds))
         return out
 

@@ -1,0 +1,335 @@
+"""A store that shares budgets between processes and machines through Redis.
+
+Every take, settle and refund is one Lua script: one atomic round trip that applies the same rules as
+``MemoryStore`` to hashes in Redis (one per window, expiring after it). "Now" is Redis's ``TIME``
+corrected by what this process knows of X's clock, so workers whose own clocks drift agree.
+
+Waiting costs Redis nothing: a worker computes its wake-up from the stored reset. The one wait that has
+no time, for the first answer of a window nobody has anchored yet, ends with a message on a pub/sub
+channel that the settle script publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import StoreUnavailable
+from ._store import UNLIMITED, Answer, MemoryStore, Skew, Taken, WindowSpec, WindowView, _low, _OnAnswer
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("asyncx.store")
+
+_NIL = -2  # a limit not known yet, on the wire
+
+
+def _scripts() -> tuple[str, str]:
+    """The take and settle scripts: each is the shared part of ``_redis.lua`` and its own."""
+    text = resources.files("asyncx").joinpath("_redis.lua").read_text(encoding="utf-8")
+    common, rest = text.split("--- TAKE\n")
+    take, settle = rest.split("--- SETTLE\n")
+    return common + take, common + settle
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for repr and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+class _Fallback:
+    """The ticket of a grant made by the local fallback store, to be settled there too."""
+
+
+_FALLBACK = _Fallback()
+
+
+class RedisStore:
+    """Budgets shared by every process that points at the same Redis (``redis://host:6379/0``).
+
+    Semantics are those of ``MemoryStore``: fixed windows, reconciliation with X's headers, 429 parking,
+    and the ``max_wait`` estimate from the windows as last seen. Keys start with ``prefix`` and expire
+    after their windows.
+
+    If Redis cannot be reached, calls fail with ``asyncx.StoreUnavailable`` (nothing is sent blind). With
+    ``fallback_share`` (0 < share <= 1), the process instead counts locally against that share of every
+    limit, with a warning, and goes back to Redis once it answers again. ``redis_time=False`` uses the
+    callers' clock instead of Redis's ``TIME``: for tests on a fake clock.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "asyncx",
+        fallback_share: float | None = None,
+        timeout: float = 2.0,
+        redis_time: bool = True,
+        retry_after_failure: float = 1.0,
+    ) -> None:
+        if fallback_share is not None and not 0 < fallback_share <= 1:
+            raise ValueError("fallback_share must be in (0, 1]")
+        try:
+            from redis.asyncio import Redis
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("RedisStore needs the redis package: pip install 'asyncx[redis]'") from exc
+        self._url = url
+        self._redis: Redis = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        )
+        take, settle = _scripts()
+        self._take = self._redis.register_script(take)
+        self._settle = self._redis.register_script(settle)
+        self._prefix = prefix + ":"
+        self._channel = prefix + ":answered"
+        self._share = fallback_share
+        self._fallback = MemoryStore() if fallback_share is not None else None
+        self._redis_time = redis_time
+        self._retry_after_failure = retry_after_failure
+        self._down_until = 0.0
+        self._offset: float | None = None  # Redis's clock minus ours, from the last quickest round trip
+        self._offset_rtt = math.inf
+        self._views: OrderedDict[str, tuple[int, int | None, float | None]] = OrderedDict()
+        self._on_answer: _OnAnswer | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisStore({_redact(self._url)!r}, prefix={self._prefix[:-1]!r})"
+
+    # -- the Store interface ------------------------------------------------------------------------
+
+    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+        if self._use_fallback():
+            return await self._fallback_take(windows, n, now, skew)
+        mode, arg = self._clock_arg(now, skew)
+        args: list[Any] = [mode, arg, n]
+        for spec in windows:
+            args += [
+                _NIL if spec.limit is None else spec.limit,
+                spec.seconds,
+                int(spec.trusted),
+                int(spec.guess),
+            ]
+        sent = time.time()
+        try:
+            reply = await self._take(keys=[self._prefix + s.key for s in windows], args=args)
+        except Exception as exc:
+            self._failed(exc)
+            return await self._fallback_take(windows, n, now, skew)
+        self._learn_offset(float(reply[3]), sent)
+        self._listen()
+        to_local = self._to_local(now, skew)
+        for i, spec in enumerate(windows):
+            room, limit, reset = int(reply[4 + 3 * i]), int(reply[5 + 3 * i]), float(reply[6 + 3 * i])
+            self._remember(
+                spec.key, room, None if limit == _NIL else limit, None if reset < 0 else reset - to_local
+            )
+        granted, wake, waiting = int(reply[0]), float(reply[1]), int(reply[2])
+        if granted == n:
+            return Taken(granted)
+        if wake >= 0:
+            return Taken(granted, wake - to_local)
+        return Taken(granted, None, windows[waiting - 1].key if waiting else windows[0].key)
+
+    async def settle(
+        self,
+        windows: Sequence[WindowSpec],
+        held: int,
+        answer: Answer | None,
+        now: float,
+        skew: Skew,
+        ticket: object = None,
+    ) -> float | None:
+        if ticket is _FALLBACK:
+            assert self._fallback is not None
+            return self._fallback.settle_now(windows, held, answer, now, skew)
+        kind = "n" if answer is None else "a"
+        status = 0 if answer is None else answer.status
+        after = -1.0 if answer is None or answer.retry_after is None else answer.retry_after
+        readings = () if answer is None else answer.readings
+        reply = await self._run_settle(windows, kind, held, status, after, readings, now, skew)
+        back = float(reply[0])
+        return None if back < 0 else back - self._to_local(now, skew)
+
+    async def refund(
+        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
+    ) -> None:
+        if ticket is _FALLBACK:
+            assert self._fallback is not None
+            self._fallback.refund_now(windows, n, now, skew)
+            return
+        await self._run_settle(windows, "r", n, 0, -1.0, (), now, skew)
+
+    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
+        out = []
+        for spec in windows:
+            seen = self._views.get(spec.key)
+            if seen is None:
+                room = spec.limit if spec.trusted and spec.limit is not None else 1
+                out.append(WindowView(1 << 30 if room == UNLIMITED else room, spec.limit, None, spec.seconds))
+                continue
+            room, limit, reset = seen
+            if reset is not None and now >= reset:  # the window it was seen in has ended
+                room, reset = limit if limit is not None and limit > 0 else 1, None
+            out.append(WindowView(room, limit, reset, spec.seconds))
+        return out
+
+    def subscribe(self, on_answer: _OnAnswer) -> None:
+        self._on_answer = on_answer
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self._redis.aclose()
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    async def _run_settle(
+        self,
+        windows: Sequence[WindowSpec],
+        kind: str,
+        count: int,
+        status: int,
+        after: float,
+        readings: Sequence[tuple[int | None, int, int] | None],
+        now: float,
+        skew: Skew,
+    ) -> Any:
+        mode, arg = self._clock_arg(now, skew)
+        args: list[Any] = [mode, arg, kind, count, status, after, self._channel]
+        for i, spec in enumerate(windows):
+            reading = readings[i] if i < len(readings) else None
+            args += [
+                _NIL if spec.limit is None else spec.limit,
+                spec.seconds,
+                int(spec.trusted),
+                int(spec.guess),
+            ]
+            if reading is None:
+                args += [0, 0, 0, 0]
+            else:
+                args += [1, reading[0] or 0, reading[1], reading[2]]
+        sent = time.time()
+        try:
+            reply = await self._settle(keys=[self._prefix + s.key for s in windows], args=args)
+        except Exception as exc:
+            self._failed(exc, raise_always=True)
+            raise  # unreachable: _failed raises
+        self._learn_offset(float(reply[1]), sent)
+        return reply
+
+    def _clock_arg(self, now: float, skew: Skew) -> tuple[str, float]:
+        """How the scripts get X's time: Redis's ``TIME`` plus a correction, or the caller's clock.
+
+        Redis's clock stands for X's, kept within the bounds X's own ``Date`` headers set: it is the
+        clock every worker shares, and it is usually as good as X's (both keep NTP time).
+        """
+        if not self._redis_time:
+            return "c", now + _low(skew)
+        if skew is None or self._offset is None:
+            return "r", 0.0
+        low, high = skew[0] - self._offset, skew[1] - self._offset
+        return "r", min(max(0.0, low), high)
+
+    def _to_local(self, now: float, skew: Skew) -> float:
+        """What to subtract from a time on the scripts' clock to get ours."""
+        if not self._redis_time:
+            return _low(skew)
+        return self._clock_arg(now, skew)[1] + (self._offset or 0.0)
+
+    def _learn_offset(self, redis_now: float, sent: float) -> None:
+        """Redis's clock minus ours, from the quickest recent round trip (its error is half of it)."""
+        received = time.time()
+        rtt = received - sent
+        self._offset_rtt *= 1.01  # let older, quicker samples give way, so a drifting clock is followed
+        if self._offset is None or rtt <= self._offset_rtt:
+            self._offset = redis_now - (sent + received) / 2
+            self._offset_rtt = rtt
+        if self._down_until:
+            log.warning("rate-limit store %s answers again", _redact(self._url))
+            self._down_until = 0.0
+
+    def _remember(self, key: str, room: int, limit: int | None, reset: float | None) -> None:
+        views = self._views
+        views[key] = (room, limit, reset)
+        views.move_to_end(key)
+        if len(views) > 10_000:
+            views.popitem(last=False)
+
+    def _failed(self, exc: Exception, raise_always: bool = False) -> None:
+        """Redis did not answer: raise StoreUnavailable, or switch to the local fallback for a while."""
+        first = not self._down_until
+        self._down_until = time.monotonic() + self._retry_after_failure
+        message = f"rate-limit store {_redact(self._url)} unreachable: {exc.__class__.__name__}"
+        if self._fallback is None or raise_always:
+            raise StoreUnavailable(message) from None
+        if first:
+            log.warning(
+                "%s; counting locally against %.0f%% of each limit", message, 100 * (self._share or 0)
+            )
+
+    def _use_fallback(self) -> bool:
+        return self._fallback is not None and self._down_until > time.monotonic()
+
+    async def _fallback_take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+        assert self._fallback is not None and self._share is not None
+        share = self._share
+        scaled = [
+            s
+            if s.limit is None or s.limit == UNLIMITED
+            else WindowSpec(s.key, max(1, math.floor(s.limit * share)), s.seconds, s.trusted, s.guess)
+            for s in windows
+        ]
+        taken = self._fallback.take_now(scaled, n, now, skew)
+        return taken._replace(ticket=_FALLBACK) if taken.granted else taken
+
+    def _listen(self) -> None:
+        if self._listener is None and self._on_answer is not None and not self._closed:
+            self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        """Hand the keys other processes publish to the scheduler; reconnect when Redis comes back."""
+        prefix = self._prefix.encode()
+        while not self._closed:
+            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                if self._on_answer is not None:
+                    self._on_answer(None)  # answers published before this were missed
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes) and data.startswith(prefix) and self._on_answer is not None:
+                        self._on_answer(data[len(prefix) :].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("pub/sub listener lost Redis: %s", exc.__class__.__name__)
+                await asyncio.sleep(self._retry_after_failure)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

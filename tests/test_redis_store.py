@@ -1,0 +1,204 @@
+"""Budgets shared through a real redis-server by several clients and several worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import asyncx
+from asyncx.testing import FakeX
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ideal_makespan(first_arrival: float, posts: int, limit: int, window: float) -> float:
+    """The start of the last window X could open: each opens at the previous one's whole-second reset."""
+    start = first_arrival
+    for _ in range(math.ceil(posts / limit) - 1):
+        start = math.ceil(start + window)
+    return start - first_arrival
+
+
+async def _post(client: asyncx.Client, users: list, per_user: int, tag: str) -> None:
+    await asyncio.gather(
+        *(
+            client.create_tweet(text=f"{tag} {u.name} #{i}", user=u.bearer)
+            for u in users
+            for i in range(per_user)
+        )
+    )
+
+
+async def test_two_clients_share_each_users_budget(redis_server: RedisServer, redis_prefix: str) -> None:
+    window = asyncx.RateLimit(3, 1.0)
+    async with FakeX(limits={"create_tweet": window}) as fake:
+        users = [fake.users.create() for _ in range(5)]
+        clients = [
+            fake.client(
+                rate_limits={"create_tweet": window},
+                store=asyncx.RedisStore(redis_server.url, prefix=redis_prefix),
+            )
+            for _ in range(2)
+        ]
+        try:
+            await asyncio.gather(*(_post(c, users, 3, f"c{i}") for i, c in enumerate(clients)))
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert fake.count(429) == 0
+        assert len(fake.posts) == 30
+
+
+async def test_a_limit_learned_by_one_client_serves_the_other(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """Nothing configured: one probe per budget across both clients; the other waits for its answer."""
+    window = asyncx.RateLimit(2, 1.0)
+    async with FakeX(limits={"curate_collection": window}) as fake:
+        users = [fake.users.create() for _ in range(3)]
+        seed = fake.add_post("seed", users[0])
+        clients = [
+            fake.client(store=asyncx.RedisStore(redis_server.url, prefix=redis_prefix)) for _ in range(2)
+        ]
+        try:
+            await asyncio.gather(
+                *(
+                    c.curate_collection(
+                        f"custom-{u.user_id}", [{"op": "add", "tweet_id": seed.id}], user=u.oauth1
+                    )
+                    for c in clients
+                    for u in users
+                    for _ in range(3)
+                )
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+        assert fake.count(200, "curate_collection") == 18
+        for u in users:
+            assert sum(1 for e in fake.log if e.status == 429 and e.user_id == u.user_id) <= 1
+
+
+async def test_max_wait_sees_what_another_client_spent(redis_server: RedisServer, redis_prefix: str) -> None:
+    window = asyncx.RateLimit(2, 30.0)
+    async with FakeX(limits={"create_tweet": window}) as fake:
+        user = fake.users.create()
+        first = fake.client(
+            rate_limits={"create_tweet": window},
+            store=asyncx.RedisStore(redis_server.url, prefix=redis_prefix),
+        )
+        second = fake.client(
+            rate_limits={"create_tweet": window},
+            store=asyncx.RedisStore(redis_server.url, prefix=redis_prefix),
+        )
+        async with first, second:
+            await _post(first, [user], 2, "first")
+            with pytest.raises(asyncx.RateLimited) as info:
+                await second.create_tweet(text="one too many", user=user.bearer, max_wait=5.0)
+            assert info.value.retry_at is not None and info.value.retry_at > fake.now() + 20
+        assert fake.count() == 2 and fake.count(429) == 0
+
+
+async def test_unreachable_redis_sends_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeX() as fake:
+        user = fake.users.create()
+        store = asyncx.RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+        async with fake.client(store=store, retry=None) as client:
+            with pytest.raises(asyncx.StoreUnavailable):
+                await client.create_tweet(text="never sent blind", user=user.bearer)
+        assert fake.count() == 0
+
+
+async def _workers(
+    fake: FakeX,
+    redis_url: str,
+    prefix: str,
+    users: list,
+    tmp_path: Path,
+    per_user: int,
+    limit: int,
+    window: float,
+) -> list[dict[str, object]]:
+    users_file = tmp_path / "users.json"
+    users_file.write_text(json.dumps([[u.user_id, u.bearer.access_token] for u in users]))
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.redis_worker",
+            fake.base_url,
+            redis_url,
+            prefix,
+            str(users_file),
+            str(i),
+            str(per_user),
+            str(limit),
+            str(window),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for i in range(3)
+    ]
+    results = []
+    for proc in procs:
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()[-2000:]
+        results.append(json.loads(out))
+    return results
+
+
+async def test_three_worker_processes_share_20_users_without_a_429(
+    redis_server: RedisServer, redis_prefix: str, tmp_path: Path
+) -> None:
+    # 12 posts per user: three windows. X reports resets in whole seconds, so with a whole-second window
+    # any wake-up after a reset, however prompt, would push the next reset a second later.
+    limit, window, per_worker = 4, 2.5, 4
+    async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
+        users = [fake.users.create() for _ in range(20)]
+        results = await _workers(
+            fake, redis_server.url, redis_prefix, users, tmp_path, per_worker, limit, window
+        )
+        assert all(r["errors"] == {} for r in results), results
+        assert fake.count(429) == 0
+        assert len(fake.posts) == 20 * 3 * per_worker
+        # Each user's windows anchor on that user's first post, which a burst spreads over a moment.
+        firsts = [min(p.created_at for p in fake.posts_by(u)) for u in users]
+        first = min(firsts)
+        ideal_end = max(f + ideal_makespan(f, 3 * per_worker, limit, window) for f in firsts)
+        last = max(p.created_at for p in fake.posts.values())
+        assert (last - first) / (ideal_end - first) <= 1.1, (last - first, ideal_end - first)
+
+
+async def test_redis_restart_mid_run_completes_and_posts_nothing_twice(
+    redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        limit, window = 3, 1.0
+        async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
+            users = [fake.users.create() for _ in range(4)]
+            store = asyncx.RedisStore(server.url, prefix=redis_prefix, timeout=0.5)
+            async with fake.client(
+                rate_limits={"create_tweet": asyncx.RateLimit(limit, window)}, store=store
+            ) as client:
+                job = asyncio.create_task(_post(client, users, 9, "restart"))
+                while len(fake.posts) < 12:  # the first window's posts are in
+                    await asyncio.sleep(0.01)
+                server.stop()
+                await asyncio.sleep(1.2)  # down across a reset: waiting calls wake to no store
+                server.start()  # empty: the restarted Redis remembers nothing
+                await job
+        assert "unreachable" in caplog.text
+        texts = [p.text for p in fake.posts.values()]
+        assert len(texts) == len(set(texts)) == 36
+        assert fake.count(403) == 0  # no duplicate refused either: nothing was sent twice
+    finally:
+        server.close()
