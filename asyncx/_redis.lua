@@ -55,14 +55,15 @@ local function save(key, w, x)
 end
 --- TAKE
 
--- ARGV: mode, clock argument, n, then (limit, seconds, trusted, guess) per window
-local x, now = clock(ARGV[1], ARGV[2])
-local n = tonumber(ARGV[3])
+-- ARGV[1] is a JSON array: mode, clock argument, n, then (limit, seconds, trusted, guess) per window
+local A = cjson.decode(ARGV[1])
+local x, now = clock(A[1], A[2])
+local n = tonumber(A[3])
 local ws = {}
 local granted = n
 for i, key in ipairs(KEYS) do
   local b = 3 + (i - 1) * 4
-  ws[i] = load(key, tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), x)
+  ws[i] = load(key, tonumber(A[b + 1]), tonumber(A[b + 2]), tonumber(A[b + 3]), tonumber(A[b + 4]), x)
   local rm = room(ws[i], x)
   if rm < granted then granted = math.max(rm, 0) end
 end
@@ -93,16 +94,17 @@ end
 return out
 --- SETTLE
 
--- ARGV: mode, clock argument, kind (a: answer, n: no answer, r: refund), held or refund count, status,
+-- ARGV[1] is a JSON array: mode, clock argument, kind (a: answer, n: no answer, r: refund), held or refund count, status,
 -- retry-after (-1: none), channel, then per window (limit, seconds, trusted, guess, has reading,
 -- reading limit, remaining, reset)
-local x, now = clock(ARGV[1], ARGV[2])
-local kind, held, status, after = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local A = cjson.decode(ARGV[1])
+local x, now = clock(A[1], A[2])
+local kind, held, status, after = A[3], tonumber(A[4]), tonumber(A[5]), tonumber(A[6])
 local ok = status < 300
 local ws, resets = {}, {}
 for i, key in ipairs(KEYS) do
   local b = 7 + (i - 1) * 8
-  local w = load(key, tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), x)
+  local w = load(key, tonumber(A[b + 1]), tonumber(A[b + 2]), tonumber(A[b + 3]), tonumber(A[b + 4]), x)
   ws[i] = w
   local open = w.r == nil and w.l ~= -1
   if kind == 'r' then
@@ -111,8 +113,8 @@ for i, key in ipairs(KEYS) do
     if i <= held then w.f = math.max(0, w.f - 1) end
   else
     if i <= held then w.f = math.max(0, w.f - 1) elseif w.u == 0 then w.u = 1 end
-    if ARGV[b + 5] == '1' then
-      local limit, remaining, reset = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
+    if A[b + 5] == 1 then
+      local limit, remaining, reset = tonumber(A[b + 6]), tonumber(A[b + 7]), tonumber(A[b + 8])
       w.t = 1
       if limit > 0 then w.l = limit end
       if reset > x then
@@ -128,7 +130,7 @@ for i, key in ipairs(KEYS) do
       if w.l == nil then w.l = -1 end
     end
   end
-  if open then redis.call('PUBLISH', ARGV[7], key) end
+  if open then redis.call('PUBLISH', A[7], key) end
 end
 if kind == 'a' and status == 429 and after >= 0 then
   for _, w in ipairs(ws) do

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -34,6 +35,8 @@ __all__ = ["RedisStore"]
 log = logging.getLogger("asyncx.store")
 
 _NIL = -2  # a limit not known yet, on the wire
+#: Arguments travel as one JSON array: one argument to encode is much cheaper than dozens.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _scripts() -> tuple[str, str]:
@@ -132,7 +135,7 @@ class RedisStore:
             ]
         sent = time.time()
         try:
-            reply = await self._take(keys=[self._prefix + s.key for s in windows], args=args)
+            reply = await self._take(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
         except Exception as exc:
             self._failed(exc)
             return await self._fallback_take(windows, n, now, skew)
@@ -236,7 +239,7 @@ class RedisStore:
                 args += [1, reading[0] or 0, reading[1], reading[2]]
         sent = time.time()
         try:
-            reply = await self._settle(keys=[self._prefix + s.key for s in windows], args=args)
+            reply = await self._settle(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
         except Exception as exc:
             self._failed(exc, raise_always=True)
             raise  # unreachable: _failed raises
