@@ -191,7 +191,11 @@ class _Acquire:
                 if local is not None:
                     taken = local.take_now(budget.specs, 1, now, scheduler._skew())
                 else:
-                    taken = await scheduler._store.take(budget.specs, 1, now, scheduler._skew())
+                    scheduler._reserved += 1
+                    try:
+                        taken = await scheduler._store.take(budget.specs, 1, now, scheduler._skew())
+                    finally:
+                        scheduler._reserved -= 1
             finally:
                 if taken is None or not taken.granted:
                     scheduler._in_flight -= 1
@@ -243,13 +247,14 @@ class Scheduler:
         self._app_specs: dict[str, tuple[WindowSpec, ...]] = {}
         self._store: Store = MemoryStore() if store is None else store
         # A memory store never waits: the hot path calls it without making a coroutine.
-        self._local = self._store if isinstance(self._store, MemoryStore) else None
+        self._local = self._store if type(self._store) is MemoryStore else None
         self._store.subscribe(self._unblock)
         self._blocked: dict[str, list[_Budget]] = {}  # window key -> budgets waiting for its answer
         self._tasks: set[asyncio.Task[None]] = set()
         self._learned: dict[str, dict[str, int]] = {}  # endpoint -> scope -> limit the server reported
         self._totals: dict[str, list[float]] = {}
-        self._in_flight = 0
+        self._in_flight = 0  # granted and unanswered, plus slots held while the store is asked
+        self._reserved = 0  # of those, the slots held while the store is asked
         self._waiting = 0
         self._ready: deque[_Budget] = deque()
         self._handed = 0  # freed slots kept for budgets popped from the ring, until they drain
@@ -278,7 +283,7 @@ class Scheduler:
     @property
     def in_flight(self) -> int:
         """Sends granted and not yet answered."""
-        return self._in_flight
+        return self._in_flight - self._reserved
 
     @property
     def waiting(self) -> int:
@@ -475,6 +480,7 @@ class Scheduler:
                 now = self._clock()
                 skew = self._skew()
                 self._in_flight += want
+                self._reserved += want
                 budget.in_flight += want
                 try:
                     taken = await self._store.take(budget.specs, want, now, skew)
@@ -483,6 +489,8 @@ class Scheduler:
                     budget.in_flight -= want
                     self._fail(budget, exc)
                     return
+                finally:
+                    self._reserved -= want
                 unused = want
                 for _ in range(taken.granted):
                     while waiters and waiters[0].done():

@@ -276,3 +276,33 @@ async def test_401_without_refresh_token_is_final() -> None:
             with pytest.raises(asyncx.Unauthorized):
                 await client.create_tweet(text="x", user=plain)
         assert fake.count(401) == 1
+
+
+class _StoreDownOnce(asyncx.MemoryStore):
+    """A store that cannot be reached for its first take, then answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def take(self, *args: object, **kw: object) -> asyncx.Taken:
+        if self.failures:
+            self.failures -= 1
+            raise asyncx.StoreUnavailable("store unreachable")
+        return await super().take(*args, **kw)  # type: ignore[arg-type]
+
+
+async def test_an_unreachable_store_is_waited_out_before_anything_is_sent() -> None:
+    transport, sent = _script(CREATED)
+    sleeps: list[float] = []
+    async with _client(transport, sleeps, store=_StoreDownOnce()) as client:
+        post = await client.create_tweet(text="hi", user=BOB)
+    assert post.id == "1" and len(sent) == 1 and len(sleeps) == 1
+
+
+async def test_an_unreachable_store_with_retries_off_raises() -> None:
+    transport, sent = _script(CREATED)
+    async with _client(transport, retry=None, store=_StoreDownOnce()) as client:
+        with pytest.raises(asyncx.StoreUnavailable):
+            await client.create_tweet(text="hi", user=BOB)
+    assert sent == []

@@ -2,17 +2,48 @@
 
 import asyncio
 import math
+from collections.abc import Iterator, Sequence
 from email.utils import formatdate
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncx
+from asyncx import MemoryStore, Taken, WindowSpec
 from asyncx._scheduler import Scheduler, ServerClock
+from asyncx._store import Skew
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0
+
+
+class YieldingStore(MemoryStore):
+    """The memory store's rules behind calls that yield to the event loop, as a networked store's do."""
+
+    async def take(self, *args: Any) -> Taken:
+        await asyncio.sleep(0)
+        return self.take_now(*args)
+
+    async def settle(self, *args: Any) -> float | None:
+        await asyncio.sleep(0)
+        return self.settle_now(*args[:5])
+
+    async def refund(self, *args: Any) -> None:
+        await asyncio.sleep(0)
+        self.refund_now(*args[:4])
+
+
+#: The store every scheduler in this module uses; the fixture below runs each test with both.
+STORE: list[type[MemoryStore]] = [MemoryStore]
+
+
+@pytest.fixture(autouse=True, params=[MemoryStore, YieldingStore], ids=["memory", "yielding"])
+def _each_store(request: pytest.FixtureRequest) -> Iterator[None]:
+    STORE[0] = request.param
+    yield
+    STORE[0] = MemoryStore
 
 
 class WindowModel:
@@ -59,7 +90,7 @@ async def _drain(clock: ManualClock, tasks: list[asyncio.Task[float]], step: flo
 
 
 def _scheduler(clock: ManualClock, **limits: asyncx.RateLimit | list[asyncx.RateLimit]) -> Scheduler:
-    return Scheduler(limits or None, clock=clock.time, sleep=clock.sleep)
+    return Scheduler(limits or None, clock=clock.time, sleep=clock.sleep, store=STORE[0]())
 
 
 async def test_fixed_window_sends_n_then_waits_for_the_reset() -> None:
@@ -92,10 +123,12 @@ async def test_server_headers_override_a_configured_limit() -> None:
     clock = ManualClock(T0)
     server = WindowModel(clock, 2, 10.0)  # the server allows fewer than configured
     s = _scheduler(clock, create_tweet=asyncx.RateLimit(50, 10.0))
-    tasks = [asyncio.create_task(_send(s, server)) for _ in range(6)]
-    await _drain(clock, tasks)
-    assert server.statuses.count(429) <= 1  # at most the one that taught it, if sent concurrently
+    # Calls sent before X's first answer trust the configuration; the answer corrects it.
+    await _drain(clock, [asyncio.create_task(_send(s, server)) for _ in range(6)])
     assert server.statuses.count(200) == 6
+    before = len(server.statuses)
+    await _drain(clock, [asyncio.create_task(_send(s, server)) for _ in range(6)])
+    assert server.statuses[before:] == [200] * 6  # X's limit of 2 rules from then on
 
 
 async def test_learns_an_unknown_limit_from_one_probe() -> None:
@@ -136,7 +169,9 @@ async def test_a_429_parks_only_that_users_budget() -> None:
     other = WindowModel(clock, 10, 30.0)
     s = _scheduler(clock, create_tweet=asyncx.RateLimit(10, 30.0))
     busy.answer()  # another client used busy's only request: our first one earns the 429
-    first = [asyncio.create_task(_send(s, busy, "busy")) for _ in range(3)]
+    first = [asyncio.create_task(_send(s, busy, "busy"))]
+    await clock.advance(0)
+    first += [asyncio.create_task(_send(s, busy, "busy")) for _ in range(2)]  # queued behind the parked one
     await clock.advance(0)
     b = await _send(s, other, "other")
     assert b == T0
@@ -150,7 +185,11 @@ async def test_a_429_parks_only_that_users_budget() -> None:
 async def test_fifo_per_budget_and_a_backlog_does_not_delay_another_user() -> None:
     clock = ManualClock(T0)
     s = Scheduler(
-        {"create_tweet": asyncx.RateLimit(1000, 10.0)}, clock=clock.time, sleep=clock.sleep, max_in_flight=2
+        {"create_tweet": asyncx.RateLimit(1000, 10.0)},
+        clock=clock.time,
+        sleep=clock.sleep,
+        max_in_flight=2,
+        store=STORE[0](),
     )
     order: list[str] = []
     gate = asyncio.Event()
@@ -287,7 +326,11 @@ async def test_clock_probes_pin_down_the_server_clock_while_budgets_wait() -> No
         return {"date": formatdate(clock.time() + skew, usegmt=True)}
 
     s = Scheduler(
-        {"create_tweet": asyncx.RateLimit(2, 10.0)}, clock=clock.time, sleep=clock.sleep, clock_probe=probe
+        {"create_tweet": asyncx.RateLimit(2, 10.0)},
+        clock=clock.time,
+        sleep=clock.sleep,
+        clock_probe=probe,
+        store=STORE[0](),
     )
     tasks = [asyncio.create_task(_send(s, server)) for _ in range(3)]
     times = await _drain(clock, tasks, step=0.01)
@@ -309,7 +352,11 @@ async def test_no_probe_without_a_long_wait() -> None:
 
     server = WindowModel(clock, 1, 0.5)
     s = Scheduler(
-        {"create_tweet": asyncx.RateLimit(1, 0.5)}, clock=clock.time, sleep=clock.sleep, clock_probe=probe
+        {"create_tweet": asyncx.RateLimit(1, 0.5)},
+        clock=clock.time,
+        sleep=clock.sleep,
+        clock_probe=probe,
+        store=STORE[0](),
     )
     await _drain(clock, [asyncio.create_task(_send(s, server)) for _ in range(3)])
     assert calls == 0
@@ -331,7 +378,9 @@ async def test_eta_counts_whole_windows_from_the_known_reset() -> None:
 async def test_documented_app_cap_dropped_when_x_does_not_report_it() -> None:
     """10,000 posts per app per day is a guess from the docs: answers without app headers lift it."""
     clock = ManualClock(T0)
-    s = Scheduler(clock=clock.time, sleep=clock.sleep)  # the defaults, app:create_tweet included
+    s = Scheduler(
+        clock=clock.time, sleep=clock.sleep, store=STORE[0]()
+    )  # the defaults, app:create_tweet included
     quiet = asyncx.Response(201, {"date": formatdate(T0, usegmt=True)}, b"{}")
     for i in range(10_050):
         async with s.acquire(f"user{i}", "create_tweet", max_wait=0) as permit:
@@ -341,7 +390,7 @@ async def test_documented_app_cap_dropped_when_x_does_not_report_it() -> None:
 
 async def test_reported_app_cap_is_kept() -> None:
     clock = ManualClock(T0)
-    s = Scheduler(clock=clock.time, sleep=clock.sleep)
+    s = Scheduler(clock=clock.time, sleep=clock.sleep, store=STORE[0]())
     headers = {
         "x-app-limit-24hour-limit": "2",
         "x-app-limit-24hour-remaining": "0",
@@ -379,3 +428,71 @@ async def test_never_a_429_with_the_limit_configured(
     await _drain(clock, tasks, step=0.05)
     assert all(m.statuses.count(429) == 0 for m in servers.values())
     assert sum(len(m.statuses) for m in servers.values()) == len(arrivals)
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose answers to ``take`` wait for the test to open its gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failing = False
+
+    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+        await self.gate.wait()
+        if self.failing:
+            raise asyncx.StoreUnavailable("the store is down")
+        return self.take_now(windows, n, now, skew)
+
+
+async def test_calls_cancelled_while_the_store_answers_give_their_grants_back() -> None:
+    clock = ManualClock(T0)
+    store = GatedStore()
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(4, 10.0)},
+        clock=clock.time,
+        sleep=clock.sleep,
+        max_in_flight=2,
+        store=store,
+    )
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with s.acquire("u", "create_tweet"):
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    await clock.advance(0)
+    queued = [asyncio.create_task(s.acquire("u", "create_tweet").__aenter__()) for _ in range(2)]
+    await clock.advance(0)
+    store.gate.clear()
+    release.set()  # two slots free: the queue's drain asks the store for both, and waits
+    await clock.advance(0)
+    for task in queued:
+        task.cancel()
+    await asyncio.gather(*holders, *queued, return_exceptions=True)
+    store.gate.set()
+    await clock.advance(0)
+    assert s.in_flight == 0
+    # Both grants came back: the window still has room for two sends now, at T0.
+    for _ in range(2):
+        async with s.acquire("u", "create_tweet", max_wait=0):
+            pass
+
+
+async def test_a_store_failure_fails_the_waiting_calls_without_sending() -> None:
+    clock = ManualClock(T0)
+    store = GatedStore()
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(1, 10.0)}, clock=clock.time, sleep=clock.sleep, store=store
+    )
+    async with s.acquire("u", "create_tweet"):
+        pass
+    waiting = [asyncio.create_task(s.acquire("u", "create_tweet").__aenter__()) for _ in range(2)]
+    await clock.advance(1)  # they queue at T0 + 1: the window is anchored to end at T0 + 11
+    store.failing = True
+    await clock.advance(10.5)
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, asyncx.StoreUnavailable) for r in results)
+    assert s.in_flight == 0 and s.stats("u", "create_tweet").sent == 1
