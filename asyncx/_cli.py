@@ -24,6 +24,7 @@ from ._auth import BearerUser
 from ._client import Client
 from ._errors import ValidationError
 from ._models import RateLimit
+from ._redis import RedisStore
 from .bulk import Item, Journal, Outcome, run
 from .bulk._jobs import (
     Credentials,
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=N/SECONDS",
         help="override a limit, e.g. create_tweet=100/900 or app:create_tweet=100000/86400 (repeatable)",
+    )
+    post.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rate budgets with other workers (each with its own jobs file) through this Redis",
     )
     post.add_argument("--report", type=Path, help="write every line's outcome to this JSON file")
     post.add_argument("--dry-run", action="store_true", help="check every line and credential; send nothing")
@@ -163,8 +169,11 @@ async def _post(args: argparse.Namespace) -> int:
         _restore_tokens(creds, journal)
         try:
             limits = _rate_limits(args.rate_limit)
-            client = Client(creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits)
-        except ValidationError as exc:
+            store = RedisStore(args.redis) if args.redis else None
+            client = Client(
+                creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits, store=store
+            )
+        except (ValidationError, ValueError) as exc:  # ValueError: a Redis URL that is not one
             raise _Usage(str(exc)) from None
         await stack.enter_async_context(client)
         return await _run(args, client, creds, journal, total, per_user, console)

@@ -245,6 +245,8 @@ class Scheduler:
         self.server_clock = ServerClock()
         self._budgets: dict[tuple[str, str], _Budget] = {}
         self._app_specs: dict[str, tuple[WindowSpec, ...]] = {}
+        if store is not None and not isinstance(store, Store):
+            raise TypeError(f"store must implement asyncx.Store, not {type(store).__name__}")
         self._store: Store = MemoryStore() if store is None else store
         # A memory store never waits: the hot path calls it without making a coroutine.
         self._local = self._store if type(self._store) is MemoryStore else None

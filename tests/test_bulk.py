@@ -16,6 +16,7 @@ import asyncx
 from asyncx import bulk
 from asyncx._cli import main
 from asyncx.testing import FakeUser, FakeX
+from tests.redis_server import RedisServer
 
 
 def _items(users: list[FakeUser], per_user: int) -> list[bulk.Item]:
@@ -188,6 +189,24 @@ def test_sandbox_runs_a_job_with_report(tmp_path: Path) -> None:
     assert code == 1
 
 
+def test_workers_share_budgets_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    jobs = _jobs(tmp_path, [{"user": "ann", "text": f"shared {i}"} for i in range(3)])
+    report = tmp_path / "report.json"
+    assert main(["post", str(jobs), "--sandbox", "--redis", redis_server.url, "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["summary"]["done"] == 3
+
+    async def budget_keys() -> list[bytes]:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(redis_server.url)
+        try:
+            return await redis.keys("asyncx:*create_tweet*")
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(budget_keys())  # the budget lived in Redis
+
+
 def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["post", str(tmp_path / "missing.jsonl")]) == 2
     assert "no jobs file" in capsys.readouterr().err
@@ -195,6 +214,7 @@ def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["post", str(jobs), "--credentials", str(tmp_path / "nope.toml")]) == 2
     assert main(["post", str(jobs), "--sandbox", "--rate-limit", "create_tweet=lots"]) == 2
     assert main(["post", str(jobs), "--sandbox", "--rate-limit", "delete_tweet=1/1"]) == 2
+    assert main(["post", str(jobs), "--sandbox", "--redis", "http://not-redis"]) == 2
     with pytest.raises(SystemExit) as info:
         main(["post"])
     assert info.value.code == 2
