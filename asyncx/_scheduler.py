@@ -151,9 +151,9 @@ class Permit:
 
     __slots__ = ("_budget", "_held", "_response", "_ticket", "granted_at", "parked", "retry_at", "settled")
 
-    def __init__(self, budget: _Budget, granted_at: float, ticket: object) -> None:
+    def __init__(self, budget: _Budget, held: int, granted_at: float, ticket: object) -> None:
         self._budget = budget
-        self._held = len(budget.specs)
+        self._held = held  # how many of the budget's windows the grant was counted in
         self._ticket = ticket
         self._response: Response | None = None
         self.granted_at = granted_at
@@ -184,16 +184,17 @@ class _Acquire:
         if not budget.queued() and not scheduler._ready and scheduler._in_flight < scheduler.max_in_flight:
             # The fast path: nobody is ahead, so ask the store at once.
             now = scheduler._clock()
+            specs = budget.specs
             scheduler._in_flight += 1
             budget.in_flight += 1
             try:
                 local = scheduler._local
                 if local is not None:
-                    taken = local.take_now(budget.specs, 1, now, scheduler._skew())
+                    taken = local.take_now(specs, 1, now, scheduler._skew())
                 else:
                     scheduler._reserved += 1
                     try:
-                        taken = await scheduler._store.take(budget.specs, 1, now, scheduler._skew())
+                        taken = await scheduler._store.take(specs, 1, now, scheduler._skew())
                     finally:
                         scheduler._reserved -= 1
             finally:
@@ -202,7 +203,7 @@ class _Acquire:
                     budget.in_flight -= 1
             if taken.granted:
                 budget.touched = now
-                self._permit = Permit(budget, now, taken.ticket)
+                self._permit = Permit(budget, len(specs), now, taken.ticket)
                 return self._permit
         self._permit = await scheduler._wait(budget, self._max_wait, taken)
         return self._permit
@@ -481,11 +482,12 @@ class Scheduler:
                 want = 1 if self._ready else min(len(waiters), free)
                 now = self._clock()
                 skew = self._skew()
+                specs = budget.specs  # X may name a new window while the store answers
                 self._in_flight += want
                 self._reserved += want
                 budget.in_flight += want
                 try:
-                    taken = await self._store.take(budget.specs, want, now, skew)
+                    taken = await self._store.take(specs, want, now, skew)
                 except Exception as exc:
                     self._in_flight -= want
                     budget.in_flight -= want
@@ -499,13 +501,13 @@ class Scheduler:
                         waiters.popleft()
                     if not waiters:
                         break
-                    waiters.popleft().set_result(Permit(budget, now, taken.ticket))
+                    waiters.popleft().set_result(Permit(budget, len(specs), now, taken.ticket))
                     unused -= 1
                 if unused:
                     self._in_flight -= unused
                     budget.in_flight -= unused
                 if unused > want - taken.granted:  # waiters left while the store answered
-                    await self._give_back(budget, budget.specs, unused - (want - taken.granted), taken.ticket)
+                    await self._give_back(budget, specs, unused - (want - taken.granted), taken.ticket)
                 if taken.granted:
                     budget.touched = now
                 if taken.granted < want:
@@ -686,16 +688,22 @@ class Scheduler:
         budget.sent += 1
         self._totals[budget.endpoint][0] += 1
         skew = self.server_clock.bounds
+        back_at = None
         try:
             if self._local is not None:
                 back_at = self._local.settle_now(budget.specs, permit._held, answer, now, skew)
-            else:
-                back_at = await self._store.settle(
-                    budget.specs, permit._held, answer, now, skew, permit._ticket
+            else:  # shielded: a caller cancelled now must not leave the answer unrecorded
+                back_at = await asyncio.shield(
+                    self._store.settle(budget.specs, permit._held, answer, now, skew, permit._ticket)
                 )
         except Exception as exc:  # the send is over either way; the store heals at the next reset
             log.warning("could not record an answer in the rate-limit store: %s", exc)
-            back_at = None
+        finally:
+            if self._blocked:
+                for spec in budget.specs[: permit._held]:
+                    if spec.key in self._blocked:
+                        self._unblock(spec.key)
+            self._slot_freed(budget)
         if answer is not None and answer.status == 429:
             budget.rate_limited += 1
             self._totals[budget.endpoint][2] += 1
@@ -708,11 +716,6 @@ class Scheduler:
                 budget.user,
                 f"{back_at - now:.1f}s from now" if back_at is not None else "unknown",
             )
-        if self._blocked:
-            for spec in budget.specs[: permit._held]:
-                if spec.key in self._blocked:
-                    self._unblock(spec.key)
-        self._slot_freed(budget)
 
     def _adopt(self, budget: _Budget, scope: str) -> None:
         """A response names a limit this budget had no window for (a 24-hour cap): track it from now on."""

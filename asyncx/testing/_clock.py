@@ -8,6 +8,9 @@ import itertools
 
 __all__ = ["ManualClock"]
 
+#: Event-loop turns given to woken sleepers, so that chains of awaits they start can finish.
+_SETTLE_TURNS = 20
+
 
 class ManualClock:
     """Epoch seconds that advance only through ``advance``; ``sleep`` waits for that.
@@ -47,8 +50,8 @@ class ManualClock:
             self._now = max(self._now, deadline)
             if not future.done():
                 future.set_result(None)
-                for _ in range(5):
+                for _ in range(_SETTLE_TURNS):
                     await asyncio.sleep(0)
         self._now = target
-        for _ in range(5):
+        for _ in range(_SETTLE_TURNS):
             await asyncio.sleep(0)
