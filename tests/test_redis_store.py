@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tenacity
 
 import asyncx
 from asyncx.testing import FakeX
@@ -186,8 +187,10 @@ async def test_redis_restart_mid_run_completes_and_posts_nothing_twice(
         async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
             users = [fake.users.create() for _ in range(4)]
             store = asyncx.RedisStore(server.url, prefix=redis_prefix, timeout=0.5)
+            # Enough attempts that random backoff cannot use them all up inside the outage.
+            patient = asyncx.RetryPolicy(stop=tenacity.stop_after_attempt(20))
             async with fake.client(
-                rate_limits={"create_tweet": asyncx.RateLimit(limit, window)}, store=store
+                rate_limits={"create_tweet": asyncx.RateLimit(limit, window)}, store=store, retry=patient
             ) as client:
                 job = asyncio.create_task(_post(client, users, 9, "restart"))
                 while len(fake.posts) < 12:  # the first window's posts are in
