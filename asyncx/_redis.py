@@ -24,7 +24,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import StoreUnavailable
-from ._store import UNLIMITED, Answer, MemoryStore, Skew, Taken, WindowSpec, WindowView, _low, _OnAnswer
+from ._store import (
+    UNLIMITED,
+    Answer,
+    MemoryStore,
+    Skew,
+    Taken,
+    WindowSpec,
+    WindowView,
+    _low,
+    _OnAnswer,
+    _unseen_view,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -188,8 +199,7 @@ class RedisStore:
         for spec in windows:
             seen = self._views.get(spec.key)
             if seen is None:
-                room = spec.limit if spec.trusted and spec.limit is not None else 1
-                out.append(WindowView(1 << 30 if room == UNLIMITED else room, spec.limit, None, spec.seconds))
+                out.append(_unseen_view(spec))
                 continue
             room, limit, reset = seen
             if reset is not None and now >= reset:  # the window it was seen in has ended

@@ -119,6 +119,12 @@ class _OnAnswer(Protocol):
     def __call__(self, key: str | None) -> None: ...
 
 
+def _unseen_view(spec: WindowSpec) -> WindowView:
+    """A window nothing is known of yet: its whole limit is room (one probe for a guessed one)."""
+    room = spec.limit if spec.trusted and spec.limit is not None else 1
+    return WindowView(1 << 30 if room == UNLIMITED else room, spec.limit, None, spec.seconds)
+
+
 def _low(skew: Skew) -> float:
     """The offset waits use: waking a little late is cheap, waking early costs a 429."""
     return skew[0] if skew else 0.0
@@ -318,8 +324,7 @@ class MemoryStore:
         for spec in windows:
             w = self._windows.get(spec.key)
             if w is None:
-                room = spec.limit if spec.trusted and spec.limit is not None else 1
-                out.append(WindowView(1 << 30 if room == UNLIMITED else room, spec.limit, None, spec.seconds))
+                out.append(_unseen_view(spec))
                 continue
             room = w.room(x)
             reset = None if w.reset is None else w.reset - _low(skew)
