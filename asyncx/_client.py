@@ -321,43 +321,62 @@ class Client:
         request was written, the answer timed out, or X failed with a 5xx), a later "duplicate content"
         answer means that attempt created the post, and the call ends in ``AlreadyPosted``.
         """
-        attempts = 0
-        counter = ATTEMPTS.get()
+        state = _Attempts(ambiguous, ATTEMPTS.get())
         policy_deadline = None
         if self.retry is not None and self.retry.deadline is not None:
             policy_deadline = self._clock() + self.retry.deadline
+        # The first attempt runs without tenacity: most calls need no other, and building the retry
+        # machinery costs more CPU than the scheduler does.
+        try:
+            return await self._attempt(endpoint, request, prepared, user, deadline, state)
+        except Exception as exc:
+            if self.retry is None or not _retry.is_retryable(exc):
+                raise
+            first_failure: Exception | None = exc
         stop_at = None if policy_deadline is None else _stop_at(policy_deadline, self._clock)
-        retrying = _retry.retrying(self.retry, self._sleep, stop_at)
-        async for attempt in retrying:
+        async for attempt in _retry.retrying(self.retry, self._sleep, stop_at):
             with attempt:
-                attempts += 1
-                if counter is not None:
-                    counter[0] = attempts
-                try:
-                    result = await self._send_handling_auth(endpoint, prepared, user, deadline)
-                except TransportError as exc:
-                    ambiguous = ambiguous or exc.maybe_sent
-                    raise
-                except ServerError:
-                    ambiguous = True
-                    raise
-                except DuplicateContent as exc:
-                    if ambiguous and isinstance(request, CreateTweet):
-                        raise AlreadyPosted(
-                            exc.status,
-                            text=request.text,
-                            attempts=attempts,
-                            problem=exc.problem,
-                            errors=exc.errors,
-                            headers=exc.headers,
-                            body=exc.body,
-                            message=f"delivered by an earlier unanswered attempt ({attempts} attempts)",
-                        ) from None
-                    raise
-                if ambiguous:
-                    result = endpoint.after_ambiguous(result)
-                return result
+                if first_failure is not None:  # tenacity's attempt 1 is the one that already failed
+                    failure, first_failure = first_failure, None
+                    raise failure
+                return await self._attempt(endpoint, request, prepared, user, deadline, state)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint[Any, T],
+        request: Request,
+        prepared: Prepared,
+        user: User,
+        deadline: float | None,
+        state: _Attempts,
+    ) -> T:
+        """One attempt of a call, noting whether it may have reached X."""
+        state.count += 1
+        if state.counter is not None:
+            state.counter[0] = state.count
+        try:
+            result = await self._send_handling_auth(endpoint, prepared, user, deadline)
+        except TransportError as exc:
+            state.ambiguous = state.ambiguous or exc.maybe_sent
+            raise
+        except ServerError:
+            state.ambiguous = True
+            raise
+        except DuplicateContent as exc:
+            if state.ambiguous and isinstance(request, CreateTweet):
+                raise AlreadyPosted(
+                    exc.status,
+                    text=request.text,
+                    attempts=state.count,
+                    problem=exc.problem,
+                    errors=exc.errors,
+                    headers=exc.headers,
+                    body=exc.body,
+                    message=f"delivered by an earlier unanswered attempt ({state.count} attempts)",
+                ) from None
+            raise
+        return endpoint.after_ambiguous(result) if state.ambiguous else result
 
     async def _send_handling_auth(
         self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
@@ -440,6 +459,17 @@ class Client:
 def _timestamp_refused(exc: Unauthorized) -> bool:
     detail = exc.problem.detail.lower() if exc.problem is not None else ""
     return 135 in exc.codes or "timestamp" in detail
+
+
+class _Attempts:
+    """What a call's attempts have learned: how many there were, and whether one may have reached X."""
+
+    __slots__ = ("ambiguous", "count", "counter")
+
+    def __init__(self, ambiguous: bool, counter: list[int] | None) -> None:
+        self.ambiguous = ambiguous
+        self.count = 0
+        self.counter = counter
 
 
 class _stop_at(tenacity.stop.stop_base):
