@@ -330,11 +330,18 @@ class Scheduler:
         return self._eta(b, self._clock(), max(queued, calls) - 1)
 
     async def aclose(self) -> None:
-        """Stop the timers and close the store."""
+        """Stop the timers, end every waiting call with an error (none of them was sent), close the store."""
         for task in (self._timer, self._refiner, *self._tasks):
             if task is not None:
                 task.cancel()
         self._timer = self._refiner = None
+        for budget in self._budgets.values():
+            while budget.waiters:
+                future = budget.waiters.popleft()
+                if not future.done():
+                    future.set_exception(
+                        XError("the client was closed while this call waited for rate budget")
+                    )
         await self._store.aclose()
 
     # -- budgets ---------------------------------------------------------------------------------

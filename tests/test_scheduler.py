@@ -496,3 +496,15 @@ async def test_a_store_failure_fails_the_waiting_calls_without_sending() -> None
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, asyncx.StoreUnavailable) for r in results)
     assert s.in_flight == 0 and s.stats("u", "create_tweet").sent == 1
+
+
+async def test_closing_ends_every_waiting_call_with_an_error() -> None:
+    clock = ManualClock(T0)
+    s = _scheduler(clock, create_tweet=asyncx.RateLimit(1, 10.0))
+    async with s.acquire("u", "create_tweet"):
+        pass
+    waiting = asyncio.create_task(s.acquire("u", "create_tweet").__aenter__())
+    await clock.advance(1)
+    await s.aclose()
+    with pytest.raises(asyncx.XError, match="closed"):
+        await waiting
