@@ -83,7 +83,7 @@ if granted < n then
     end
   end
 end
-local out = {granted, string.format('%.6f', wake or -1), waiting, string.format('%.6f', now)}
+local out = {string.format('%.6f', now), granted, string.format('%.6f', wake or -1), waiting}
 for i, key in ipairs(KEYS) do
   local w = ws[i]
   save(key, w, x)
@@ -146,4 +146,4 @@ for _, r in ipairs(resets) do
   if r > x and r > back then back = r end
 end
 for i, key in ipairs(KEYS) do save(key, ws[i], x) end
-return {string.format('%.6f', back), string.format('%.6f', now)}
+return {string.format('%.6f', now), string.format('%.6f', back)}

@@ -40,6 +40,7 @@ from ._store import (
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
+    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisStore"]
 
@@ -134,35 +135,24 @@ class RedisStore:
 
     async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
         if self._use_fallback():
-            return await self._fallback_take(windows, n, now, skew)
-        mode, arg = self._clock_arg(now, skew)
-        args: list[Any] = [mode, arg, n]
-        for spec in windows:
-            args += [
-                _NIL if spec.limit is None else spec.limit,
-                spec.seconds,
-                int(spec.trusted),
-                int(spec.guess),
-            ]
-        sent = time.time()
+            return self._fallback_take(windows, n, now, skew)
         try:
-            reply = await self._take(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
-        except Exception as exc:
-            self._failed(exc)
-            return await self._fallback_take(windows, n, now, skew)
-        self._learn_offset(float(reply[3]), sent)
+            reply, shift = await self._call(self._take, windows, now, skew, [n])
+        except StoreUnavailable:
+            if self._fallback is None:
+                raise
+            return self._fallback_take(windows, n, now, skew)
         self._listen()
-        to_local = self._to_local(now, skew)
         for i, spec in enumerate(windows):
             room, limit, reset = int(reply[4 + 3 * i]), int(reply[5 + 3 * i]), float(reply[6 + 3 * i])
             self._remember(
-                spec.key, room, None if limit == _NIL else limit, None if reset < 0 else reset - to_local
+                spec.key, room, None if limit == _NIL else limit, None if reset < 0 else reset - shift
             )
-        granted, wake, waiting = int(reply[0]), float(reply[1]), int(reply[2])
+        granted, wake, waiting = int(reply[1]), float(reply[2]), int(reply[3])
         if granted == n:
             return Taken(granted)
         if wake >= 0:
-            return Taken(granted, wake - to_local)
+            return Taken(granted, wake - shift)
         return Taken(granted, None, windows[waiting - 1].key if waiting else windows[0].key)
 
     async def settle(
@@ -177,13 +167,20 @@ class RedisStore:
         if ticket is _FALLBACK:
             assert self._fallback is not None
             return self._fallback.settle_now(windows, held, answer, now, skew)
-        kind = "n" if answer is None else "a"
-        status = 0 if answer is None else answer.status
-        after = -1.0 if answer is None or answer.retry_after is None else answer.retry_after
-        readings = () if answer is None else answer.readings
-        reply = await self._run_settle(windows, kind, held, status, after, readings, now, skew)
-        back = float(reply[0])
-        return None if back < 0 else back - self._to_local(now, skew)
+        if answer is None:
+            head: list[Any] = ["n", held, 0, -1.0, self._channel]
+            tails: list[list[Any]] = []
+        else:
+            after = -1.0 if answer.retry_after is None else answer.retry_after
+            head = ["a", held, answer.status, after, self._channel]
+            readings = answer.readings
+            tails = [
+                [0, 0, 0, 0] if r is None else [1, r[0] or 0, r[1], r[2]]
+                for r in (readings[i] if i < len(readings) else None for i in range(len(windows)))
+            ]
+        reply, shift = await self._call(self._settle, windows, now, skew, head, tails)
+        back = float(reply[1])
+        return None if back < 0 else back - shift
 
     async def refund(
         self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
@@ -192,7 +189,7 @@ class RedisStore:
             assert self._fallback is not None
             self._fallback.refund_now(windows, n, now, skew)
             return
-        await self._run_settle(windows, "r", n, 0, -1.0, (), now, skew)
+        await self._call(self._settle, windows, now, skew, ["r", n, 0, -1.0, self._channel])
 
     def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
         out = []
@@ -222,39 +219,35 @@ class RedisStore:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    async def _run_settle(
+    async def _call(
         self,
+        script: AsyncScript,
         windows: Sequence[WindowSpec],
-        kind: str,
-        count: int,
-        status: int,
-        after: float,
-        readings: Sequence[tuple[int | None, int, int] | None],
         now: float,
         skew: Skew,
-    ) -> Any:
+        head: list[Any],
+        tails: Sequence[list[Any]] = (),
+    ) -> tuple[Any, float]:
+        """Run a script on ``windows`` in one round trip. Returns its reply (Redis's time first) and what to
+        subtract from the times in it to get ours."""
         mode, arg = self._clock_arg(now, skew)
-        args: list[Any] = [mode, arg, kind, count, status, after, self._channel]
+        args: list[Any] = [mode, arg, *head]
         for i, spec in enumerate(windows):
-            reading = readings[i] if i < len(readings) else None
             args += [
                 _NIL if spec.limit is None else spec.limit,
                 spec.seconds,
                 int(spec.trusted),
                 int(spec.guess),
             ]
-            if reading is None:
-                args += [0, 0, 0, 0]
-            else:
-                args += [1, reading[0] or 0, reading[1], reading[2]]
+            if tails:
+                args += tails[i]
         sent = time.time()
         try:
-            reply = await self._settle(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
+            reply = await script(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
         except Exception as exc:
-            self._failed(exc, raise_always=True)
-            raise  # unreachable: _failed raises
-        self._learn_offset(float(reply[1]), sent)
-        return reply
+            raise self._unreachable(exc) from None
+        self._learn_offset(float(reply[0]), sent)
+        return reply, arg - now if mode == "c" else arg + (self._offset or 0.0)
 
     def _clock_arg(self, now: float, skew: Skew) -> tuple[str, float]:
         """How the scripts get X's time: Redis's ``TIME`` plus a correction, or the caller's clock.
@@ -268,12 +261,6 @@ class RedisStore:
             return "r", 0.0
         low, high = skew[0] - self._offset, skew[1] - self._offset
         return "r", min(max(0.0, low), high)
-
-    def _to_local(self, now: float, skew: Skew) -> float:
-        """What to subtract from a time on the scripts' clock to get ours."""
-        if not self._redis_time:
-            return _low(skew)
-        return self._clock_arg(now, skew)[1] + (self._offset or 0.0)
 
     def _learn_offset(self, redis_now: float, sent: float) -> None:
         """Redis's clock minus ours, from the quickest recent round trip (its error is half of it)."""
@@ -294,22 +281,21 @@ class RedisStore:
         if len(views) > 10_000:
             views.popitem(last=False)
 
-    def _failed(self, exc: Exception, raise_always: bool = False) -> None:
-        """Redis did not answer: raise StoreUnavailable, or switch to the local fallback for a while."""
+    def _unreachable(self, exc: Exception) -> StoreUnavailable:
+        """Redis did not answer: the error to raise; with a fallback, count locally for a while."""
         first = not self._down_until
         self._down_until = time.monotonic() + self._retry_after_failure
         message = f"rate-limit store {_redact(self._url)} unreachable: {exc.__class__.__name__}"
-        if self._fallback is None or raise_always:
-            raise StoreUnavailable(message) from None
-        if first:
+        if self._fallback is not None and first:
             log.warning(
                 "%s; counting locally against %.0f%% of each limit", message, 100 * (self._share or 0)
             )
+        return StoreUnavailable(message)
 
     def _use_fallback(self) -> bool:
         return self._fallback is not None and self._down_until > time.monotonic()
 
-    async def _fallback_take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    def _fallback_take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
         assert self._fallback is not None and self._share is not None
         share = self._share
         scaled = [
