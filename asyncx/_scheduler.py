@@ -82,10 +82,6 @@ class ServerClock:
             self.low, self.high = max(self.low, low), min(self.high, high)
         self.bounds = (self.low, self.high)
 
-    def to_local(self, server_time: float) -> float:
-        """The earliest local time at which the server's clock surely reads ``server_time``."""
-        return server_time - self.low if self.low != -math.inf else server_time
-
 
 class _Budget:
     """One user's use of one endpoint: its FIFO of waiting calls, the windows it needs room in (by key,
