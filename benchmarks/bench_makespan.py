@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import time
 
 import tweepy.asynchronous
 
 import asyncx
-from asyncx.testing import FakeX
+from asyncx.testing import FakeX, ideal_makespan
 
 from _support import pinned_session
-
-
-def ideal_makespan(first_arrival: float, posts: int, limit: int, window: float) -> float:
-    windows = math.ceil(posts / limit)
-    if windows <= 1:
-        return 0.0
-    # The first window resets at ceil(first + window); each later window anchors at the previous reset.
-    start = math.ceil(first_arrival + window)
-    for _ in range(windows - 2):
-        start = math.ceil(start + window)
-    return start - first_arrival
 
 
 def report(name: str, fake: FakeX, users: list, args: argparse.Namespace, wall: float) -> float:

@@ -14,8 +14,6 @@ Targets: zero 429s and makespan within 1.1x of ideal with three workers.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ import asyncx  # noqa: E402
 from asyncx._scheduler import Scheduler  # noqa: E402
 from asyncx.testing import FakeX  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
+from tests.redis_worker import makespan, run_workers  # noqa: E402
 
 LIMIT = asyncx.RateLimit(1_000_000, 900.0)
 
@@ -61,46 +60,18 @@ async def throughput(store: asyncx.Store | None, calls: int, concurrency: int) -
     return calls / elapsed, sum(latencies) / len(latencies)
 
 
-def ideal_makespan(first_arrival: float, posts: int, limit: int, window: float) -> float:
-    start = first_arrival
-    for _ in range(math.ceil(posts / limit) - 1):
-        start = math.ceil(start + window)
-    return start - first_arrival
-
-
 async def three_workers(redis_url: str, users_count: int = 20, per_worker: int = 4) -> None:
     limit, window = 4, 2.5
     async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
         users = [fake.users.create() for _ in range(users_count)]
         with tempfile.TemporaryDirectory() as tmp:
-            users_file = Path(tmp) / "users.json"
-            users_file.write_text(json.dumps([[u.user_id, u.bearer.access_token] for u in users]))
-            args = [fake.base_url, redis_url, "bench", str(users_file)]
-            procs = [
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "tests.redis_worker",
-                    *args,
-                    str(i),
-                    str(per_worker),
-                    str(limit),
-                    str(window),
-                    cwd=ROOT,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                for i in range(3)
-            ]
-            results = [json.loads((await p.communicate())[0]) for p in procs]
-        firsts = [min(p.created_at for p in fake.posts_by(u)) for u in users]
-        first = min(firsts)
-        ideal = max(f + ideal_makespan(f, 3 * per_worker, limit, window) for f in firsts) - first
-        last = max(p.created_at for p in fake.posts.values())
+            results = await run_workers(fake, redis_url, "bench", users, Path(tmp), per_worker, limit, window)
+        actual, ideal = makespan(fake, users, 3 * per_worker, limit, window)
         errors = sum(sum(r["errors"].values()) for r in results)
         print(
             f"3 workers x {users_count} users x {3 * per_worker} posts, {limit} per user per {window} s: "
             f"posts={len(fake.posts)} 429s={fake.count(429)} errors={errors} "
-            f"makespan={last - first:.2f}s ideal={ideal:.2f}s ratio={(last - first) / ideal:.3f}"
+            f"makespan={actual:.2f}s ideal={ideal:.2f}s ratio={actual / ideal:.3f}"
         )
 
 

@@ -1,9 +1,9 @@
-"""One worker process of a multi-process job sharing budgets through Redis (used by test_redis_store).
+"""Worker processes of a multi-process job sharing budgets through Redis (test_redis_store, bench_redis).
 
     python -m tests.redis_worker BASE_URL REDIS_URL PREFIX USERS_JSON WORKER PER_USER LIMIT WINDOW
 
 Posts ``PER_USER`` posts for every user in ``USERS_JSON`` (``[[user_id, bearer token], ...]``) and prints
-a JSON summary: posts made, 429s this worker saw, and errors by type.
+a JSON summary: posts made, 429s this worker saw, and errors by type. ``run_workers`` starts several.
 """
 
 from __future__ import annotations
@@ -12,8 +12,65 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import asyncx
+from asyncx.testing import FakeUser, FakeX, ideal_makespan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_workers(
+    fake: FakeX,
+    redis_url: str,
+    prefix: str,
+    users: list[FakeUser],
+    directory: Path,
+    per_user: int,
+    limit: int,
+    window: float,
+    count: int = 3,
+) -> list[dict[str, Any]]:
+    """Run ``count`` worker processes posting for ``users`` against ``fake``; their JSON summaries."""
+    users_file = directory / "users.json"
+    users_file.write_text(json.dumps([[u.user_id, u.bearer.access_token] for u in users]))
+    args = [fake.base_url, redis_url, prefix, str(users_file)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.redis_worker",
+            *args,
+            str(i),
+            str(per_user),
+            str(limit),
+            str(window),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for i in range(count)
+    ]
+    results = []
+    for proc in procs:
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed: {err.decode()[-2000:]}")
+        results.append(json.loads(out))
+    return results
+
+
+def makespan(
+    fake: FakeX, users: list[FakeUser], posts: int, limit: int, window: float
+) -> tuple[float, float]:
+    """(the job's makespan, the ideal one). Each user's windows anchor on that user's first post, which a
+    burst spreads over a moment, so the ideal ends where the last user's last window could open."""
+    firsts = [min(p.created_at for p in fake.posts_by(u)) for u in users]
+    first = min(firsts)
+    ideal_end = max(f + ideal_makespan(f, posts, limit, window) for f in firsts)
+    last = max(p.created_at for p in fake.posts.values())
+    return last - first, ideal_end - first
 
 
 async def main(argv: list[str]) -> dict[str, object]:

@@ -10,6 +10,15 @@
 """
 
 from ._clock import ManualClock
-from ._server import DEFAULT_LIMITS, FakeUser, FakeX, Faults, LogEntry, Post
+from ._server import DEFAULT_LIMITS, FakeUser, FakeX, Faults, LogEntry, Post, ideal_makespan
 
-__all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "ManualClock", "Post"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "FakeUser",
+    "FakeX",
+    "Faults",
+    "LogEntry",
+    "ManualClock",
+    "Post",
+    "ideal_makespan",
+]

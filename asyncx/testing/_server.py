@@ -34,7 +34,7 @@ from .._models import RateLimit
 from . import _oauth
 from ._tls import self_signed
 
-__all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "Post"]
+__all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "Post", "ideal_makespan"]
 
 #: Per-user windows the fake enforces unless told otherwise (X's documented defaults where published).
 DEFAULT_LIMITS: Mapping[str, RateLimit] = {
@@ -144,6 +144,16 @@ class _Window:
     def __init__(self, reset: int) -> None:
         self.reset = reset
         self.count = 0
+
+
+def ideal_makespan(first_arrival: float, posts: int, limit: int, window: float) -> float:
+    """Seconds from a user's first post to the start of the last window ``posts`` need at ``limit`` per
+    ``window``: the least any client can take. Each window opens at the previous one's reset, which the
+    fake (like X) anchors on the window's first request and reports as a whole second."""
+    start = first_arrival
+    for _ in range(math.ceil(posts / limit) - 1):
+        start = math.ceil(start + window)
+    return start - first_arrival
 
 
 class FakeX:
