@@ -44,6 +44,8 @@ _DAY = 86_400.0
 #: How well (seconds) the server's clock is worth knowing; past this, probing stops.
 _CLOCK_PRECISION = 0.05
 _NO_READINGS: tuple[None, ...] = ()
+#: How many pieces of news of answers are remembered: more than can overtake one store round trip.
+_ANSWER_MEMORY = 4096
 #: Joins user, endpoint and scope into a window's key; a leading one marks an app-wide window.
 _SEP = "\x1f"
 
@@ -180,6 +182,7 @@ class _Acquire:
         if not budget.queued() and not scheduler._ready and scheduler._in_flight < scheduler.max_in_flight:
             # The fast path: nobody is ahead, so ask the store at once.
             now = scheduler._clock()
+            news = scheduler._news
             specs = budget.specs
             scheduler._in_flight += 1
             budget.in_flight += 1
@@ -201,7 +204,9 @@ class _Acquire:
                 budget.touched = now
                 self._permit = Permit(budget, len(specs), now, taken.ticket)
                 return self._permit
-        self._permit = await scheduler._wait(budget, self._max_wait, taken)
+            self._permit = await scheduler._wait(budget, self._max_wait, (taken, now, news))
+            return self._permit
+        self._permit = await scheduler._wait(budget, self._max_wait, None)
         return self._permit
 
     async def __aexit__(
@@ -249,6 +254,11 @@ class Scheduler:
         self._local = self._store if type(self._store) is MemoryStore else None
         self._store.subscribe(self._unblock)
         self._blocked: dict[str, list[_Budget]] = {}  # window key -> budgets waiting for its answer
+        # News of answers, numbered as it comes, so a budget told "wait for an answer" can tell whether
+        # that answer already came while the store was replying.
+        self._news = 0
+        self._answered: dict[str, int] = {}  # window key -> number of the last news of an answer in it
+        self._resynced = -1  # number of the last time the store said news may have been missed
         self._tasks: set[asyncio.Task[None]] = set()
         self._learned: dict[str, dict[str, int]] = {}  # endpoint -> scope -> limit the server reported
         self._totals: dict[str, list[float]] = {}
@@ -416,7 +426,11 @@ class Scheduler:
             eta = max(eta, start + self.reset_margin + later * view.seconds)
         return eta
 
-    async def _wait(self, budget: _Budget, max_wait: float | None, taken: Taken | None) -> Permit:
+    async def _wait(
+        self, budget: _Budget, max_wait: float | None, refused: tuple[Taken, float, int] | None
+    ) -> Permit:
+        """Queue the call. ``refused`` is the store's no to the fast path, with when it was asked and the
+        news count then."""
         now = self._clock()
         if budget.waiters is None:
             budget.waiters = deque()
@@ -433,8 +447,9 @@ class Scheduler:
                 )
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         budget.waiters.append(future)
-        if taken is not None and position == 0 and not budget.draining:
-            self._park(budget, taken, now)  # the store just said no: wait for what it named
+        if refused is not None and position == 0 and not budget.draining:
+            if not self._park(budget, *refused):  # the store just said no: wait for what it named
+                self._kick(budget)
         elif budget.wake_at is None and not budget.in_ready:
             self._kick(budget)
         log.debug("waiting for %s budget of user %s (%d queued)", budget.endpoint, budget.user, position + 1)
@@ -484,6 +499,7 @@ class Scheduler:
                     return
                 want = 1 if self._ready else min(len(waiters), free)
                 now = self._clock()
+                news = self._news
                 skew = self._skew()
                 specs = budget.specs  # X may name a new window while the store answers
                 self._in_flight += want
@@ -514,8 +530,7 @@ class Scheduler:
                 if taken.granted:
                     budget.touched = now
                 if taken.granted < want:
-                    if not budget.again:
-                        self._park(budget, taken, now)
+                    if not budget.again and self._park(budget, taken, now, news):
                         return
                 elif self._ready and budget.queued():
                     self._to_ring(budget)
@@ -541,13 +556,19 @@ class Scheduler:
             if not future.done():
                 future.set_exception(StoreUnavailable(str(exc)) if not isinstance(exc, XError) else exc)
 
-    def _park(self, budget: _Budget, taken: Taken, now: float) -> None:
-        """Wait for the time the store named or, with none, for an answer in the window it named."""
+    def _park(self, budget: _Budget, taken: Taken, now: float, news: int) -> bool:
+        """Wait for the time the store named or, with none, for an answer in the window it named.
+
+        ``news`` is the news count when the store was asked. False when that answer has come since (a
+        shared store's news can overtake its reply): the budget should ask again rather than wait.
+        """
         probe = True
         if taken.wake_at is not None:
             deadline = taken.wake_at + self.reset_margin
         else:
             key = taken.waiting_on or budget.specs[0].key
+            if max(self._answered.get(key, -1), self._resynced) > news:
+                return False
             blocked = self._blocked.setdefault(key, [])
             if budget not in blocked:
                 blocked.append(budget)
@@ -556,7 +577,7 @@ class Scheduler:
             seconds = next((s.seconds for s in budget.specs if s.key == key), 900.0)
             deadline, probe = now + seconds, False
         if budget.wake_at is not None and budget.wake_at <= deadline:
-            return
+            return True
         budget.wake_at = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), budget))
         if self._timer_at is None or deadline < self._timer_at:
@@ -566,6 +587,7 @@ class Scheduler:
             self._timer = asyncio.get_running_loop().create_task(self._run_timer())
         if probe:
             self._maybe_refine(now)
+        return True
 
     def _maybe_refine(self, now: float) -> None:
         """Start the clock probes if budgets wait long enough and the server's clock is known roughly."""
@@ -582,10 +604,16 @@ class Scheduler:
 
     def _unblock(self, key: str | None) -> None:
         """A window's answer came (None: any may have): budgets waiting for it ask the store again."""
+        self._news += 1
         if key is None:
+            self._resynced = self._news
             for each in list(self._blocked):
                 self._unblock(each)
             return
+        answered = self._answered
+        answered[key] = self._news
+        if len(answered) > _ANSWER_MEMORY:
+            self._answered = {k: n for k, n in answered.items() if n > self._news - _ANSWER_MEMORY}
         blocked = self._blocked.pop(key, None)
         for budget in blocked or ():
             if budget.blocked_on == key:

@@ -508,3 +508,29 @@ async def test_closing_ends_every_waiting_call_with_an_error() -> None:
     await s.aclose()
     with pytest.raises(asyncx.XError, match="closed"):
         await waiting
+
+
+class OvertakenStore(MemoryStore):
+    """A shared store whose news of another process's answer reaches us before its own reply does."""
+
+    def subscribe(self, on_answer: Any) -> None:
+        self.on_answer = on_answer
+
+    async def take(self, *args: Any) -> Taken:
+        windows, n, now, skew = args
+        taken = self.take_now(windows, n, now, skew)
+        if taken.waiting_on is not None:  # meanwhile the window's first answer comes, and its news
+            self.settle_now(windows, 1, asyncx.Answer(200, [(5, 4, int(now) + 900)]), now, skew)
+            self.on_answer(taken.waiting_on)
+        await asyncio.sleep(0)
+        return taken
+
+
+async def test_news_of_an_answer_that_overtakes_the_stores_reply_is_not_missed() -> None:
+    clock = ManualClock(T0)
+    s = Scheduler({"curate_collection": []}, clock=clock.time, sleep=clock.sleep, store=OvertakenStore())
+    async with s.acquire("u", "curate_collection"):  # the probe that teaches the limit
+        second = asyncio.create_task(s.acquire("u", "curate_collection").__aenter__())
+        await clock.advance(0)
+        assert second.done()  # not parked for a window waiting for news it already had
+    assert s.in_flight == 1  # the second call's grant, still held
