@@ -5,13 +5,16 @@ It never earns an avoidable 429, never posts twice and never loses a post.
 
 from ._auth import BearerUser, OAuth1User
 from ._client import Client
+from ._delivery import Attempt
 from ._errors import (
     AlreadyPosted,
     APIError,
+    ClientClosed,
     DuplicateContent,
     ErrorDetail,
     FieldError,
     Forbidden,
+    MalformedResponse,
     NotFound,
     Problem,
     RateLimited,
@@ -19,6 +22,7 @@ from ._errors import (
     StoreUnavailable,
     TransportError,
     Unauthorized,
+    UsageError,
     ValidationError,
     XError,
 )
@@ -51,10 +55,12 @@ __all__ = [
     "AddCollectionEntry",
     "AlreadyPosted",
     "Answer",
+    "Attempt",
     "BearerUser",
     "Bookmark",
     "BudgetStats",
     "Client",
+    "ClientClosed",
     "CollectionChange",
     "CollectionError",
     "CollectionResult",
@@ -65,6 +71,7 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "Geo",
+    "MalformedResponse",
     "Media",
     "MemoryStore",
     "MockTransport",
@@ -86,6 +93,7 @@ __all__ = [
     "TransportError",
     "Tweet",
     "Unauthorized",
+    "UsageError",
     "ValidationError",
     "WindowSpec",
     "WindowView",

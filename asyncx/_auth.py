@@ -122,6 +122,8 @@ def _base_uri(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets, as in the request line's Host
+        host = f"[{host}]"
     if parts.port and not (
         (scheme == "https" and parts.port == 443) or (scheme == "http" and parts.port == 80)
     ):

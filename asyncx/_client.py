@@ -11,7 +11,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -21,18 +20,19 @@ import tenacity
 
 from . import _retry
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
-from ._endpoints import Endpoint, Prepared, endpoint_for
+from ._delivery import Call, OnAttempt
+from ._endpoints import endpoint_for
 from ._errors import (
-    AlreadyPosted,
     APIError,
-    DuplicateContent,
-    ServerError,
-    TransportError,
+    ClientClosed,
+    MalformedResponse,
     Unauthorized,
+    UsageError,
     ValidationError,
+    XError,
     error_from_response,
 )
-from ._headers import server_date
+from ._headers import HORIZON, read_answer, server_date
 from ._models import (
     AddCollectionEntry,
     Bookmark,
@@ -65,9 +65,6 @@ T = TypeVar("T")
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
 _DEFAULT_RETRY = RetryPolicy()
-
-#: Set to ``[0]`` around a call to learn how many attempts it made (the bulk runner reports them).
-ATTEMPTS: ContextVar[list[int] | None] = ContextVar("asyncx_attempts", default=None)
 
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
@@ -142,6 +139,10 @@ class Client:
             store=store,
         )
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls: dict[asyncio.Task[Any], Call] = {}  # open calls, by the task awaiting each
+        self._closing: set[asyncio.Task[Any]] = set()  # those aclose() is ending
+        self._drained: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r})"
@@ -155,11 +156,22 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections the client opened (a session it was given stays open) and the store."""
-        if not self._closed:
-            self._closed = True
-            await self.scheduler.aclose()
-            await self._transport.aclose()
+        """End every open call with ``ClientClosed`` (marked ``maybe_delivered`` if it may have reached
+        X), then close the store and the connections the client opened (a session it was given stays
+        open). Once it returns, nothing more is sent."""
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        ending = [task for task in self._calls if task is not current]
+        if ending:
+            self._drained = asyncio.Event()
+            for task in ending:
+                self._closing.add(task)
+                task.cancel()
+            await self._drained.wait()
+        await self.scheduler.aclose()
+        await self._transport.aclose()
 
     def rate_stats(self, user: User | str | None = None, endpoint: str | None = None) -> BudgetStats:
         """Counters (sent, waited seconds, 429s, max_wait refusals) for a user and/or endpoint, or all."""
@@ -230,6 +242,8 @@ class Client:
         return await self.send(CurateCollection(id, changes), user=user, max_wait=max_wait)
 
     # -- the send path ----------------------------------------------------------------------------
+    # send (validate) -> _run (retry) -> _attempt (delivery rules, auth mending) -> _budgeted (wait for
+    # budget) -> _sign -> transport.send -> _read (the answer). Only the transport does I/O.
 
     @overload
     async def send(
@@ -238,7 +252,8 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
-        previously_attempted: bool = ...,
+        maybe_delivered: bool = ...,
+        on_attempt: OnAttempt | None = ...,
     ) -> Tweet: ...
     @overload
     async def send(
@@ -247,7 +262,8 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
-        previously_attempted: bool = ...,
+        maybe_delivered: bool = ...,
+        on_attempt: OnAttempt | None = ...,
     ) -> bool: ...
     @overload
     async def send(
@@ -256,7 +272,8 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
-        previously_attempted: bool = ...,
+        maybe_delivered: bool = ...,
+        on_attempt: OnAttempt | None = ...,
     ) -> CollectionResult: ...
     @overload
     async def send(
@@ -265,7 +282,8 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
-        previously_attempted: bool = ...,
+        maybe_delivered: bool = ...,
+        on_attempt: OnAttempt | None = ...,
     ) -> Any: ...
 
     async def send(
@@ -274,23 +292,72 @@ class Client:
         *,
         user: User | None = None,
         max_wait: float | None = None,
-        previously_attempted: bool = False,
+        maybe_delivered: bool = False,
+        on_attempt: OnAttempt | None = None,
     ) -> Any:
         """Send a request object as ``user`` (or the client's default user) and return its result.
 
         ``max_wait`` bounds the seconds spent waiting for rate budget (``None``: the client's default;
-        ``math.inf``: no bound). ``previously_attempted`` says an earlier attempt of this same call may
-        have reached X (a job resumed after a crash): a "duplicate" answer then means it was delivered.
+        ``math.inf``: no bound). ``maybe_delivered`` says an earlier attempt of this same call may have
+        reached X (a job resumed after a crash): a "duplicate" answer then means it was delivered.
+        ``on_attempt`` is called with an ``asyncx.Attempt`` just before each attempt goes out.
         """
+        self._check_usable()
+        call = self._call(request, user, max_wait, maybe_delivered, on_attempt)
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls[task] = call
+        try:
+            return await self._run(call)
+        except asyncio.CancelledError:
+            if task not in self._closing:
+                raise
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            raise call.mark(ClientClosed("the client was closed while this call was open")) from None
+        except XError as exc:
+            raise call.mark(exc) from None
+        finally:
+            del self._calls[task]
+            self._closing.discard(task)
+            if not self._calls and self._drained is not None:
+                self._drained.set()
+
+    def _check_usable(self) -> None:
         if self._closed:
-            raise RuntimeError("the client is closed")
+            raise ClientClosed("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise UsageError(
+                "this client runs on another event loop: make one client per loop (in pytest, give the "
+                "test and the fixture that makes the client the same loop scope)"
+            )
+
+    def _call(
+        self,
+        request: Request,
+        user: User | None,
+        max_wait: float | None,
+        maybe_delivered: bool,
+        on_attempt: OnAttempt | None,
+    ) -> Call:
+        """Validate a call before anything is sent or budgeted."""
         endpoint = endpoint_for(request)
         actual = self._user_for(user)
         endpoint.check_user(actual)
+        if max_wait is not None:
+            _check_seconds("max_wait", max_wait)
+        if not isinstance(maybe_delivered, bool):
+            raise ValidationError("must be true or false", field="maybe_delivered")
+        if on_attempt is not None and not callable(on_attempt):
+            raise ValidationError("must be callable", field="on_attempt")
         prepared = endpoint.prepare(request, actual, self.base_url)
         wait = self.max_wait if max_wait is None else max_wait
         deadline = None if wait is None or wait == math.inf else self._clock() + wait
-        return await self._send_retrying(endpoint, request, prepared, actual, deadline, previously_attempted)
+        return Call(endpoint, request, prepared, actual, deadline, maybe_delivered, on_attempt)
 
     def _user_for(self, user: User | None) -> User:
         user = user if user is not None else self._user
@@ -306,29 +373,15 @@ class Client:
             )
         return user
 
-    async def _send_retrying(
-        self,
-        endpoint: Endpoint[Any, T],
-        request: Request,
-        prepared: Prepared,
-        user: User,
-        deadline: float | None,
-        ambiguous: bool = False,
-    ) -> T:
-        """Retry transient failures, and tell a duplicate of our own unanswered attempt from a real one.
-
-        A post is not idempotent: once an attempt may have reached X (the connection broke after the
-        request was written, the answer timed out, or X failed with a 5xx), a later "duplicate content"
-        answer means that attempt created the post, and the call ends in ``AlreadyPosted``.
-        """
-        state = _Attempts(ambiguous, ATTEMPTS.get())
+    async def _run(self, call: Call) -> Any:
+        """Retry transient failures under the client's policy."""
         policy_deadline = None
         if self.retry is not None and self.retry.deadline is not None:
             policy_deadline = self._clock() + self.retry.deadline
         # The first attempt runs without tenacity: most calls need no other, and building the retry
         # machinery costs more CPU than the scheduler does.
         try:
-            return await self._attempt(endpoint, request, prepared, user, deadline, state)
+            return await self._attempt(call)
         except Exception as exc:
             if self.retry is None or not _retry.is_retryable(exc):
                 raise
@@ -339,72 +392,43 @@ class Client:
                 if first_failure is not None:  # tenacity's attempt 1 is the one that already failed
                     failure, first_failure = first_failure, None
                     raise failure
-                return await self._attempt(endpoint, request, prepared, user, deadline, state)
+                return await self._attempt(call)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _attempt(
-        self,
-        endpoint: Endpoint[Any, T],
-        request: Request,
-        prepared: Prepared,
-        user: User,
-        deadline: float | None,
-        state: _Attempts,
-    ) -> T:
-        """One attempt of a call, noting whether it may have reached X."""
-        state.count += 1
-        if state.counter is not None:
-            state.counter[0] = state.count
+    async def _attempt(self, call: Call) -> Any:
+        """One attempt, with what its failure says of delivery; a 401 is mended once (re-signing with
+        the server's clock for OAuth 1.0a code 135, or refreshing an OAuth 2.0 token)."""
         try:
-            result = await self._send_handling_auth(endpoint, prepared, user, deadline)
-        except TransportError as exc:
-            state.ambiguous = state.ambiguous or exc.maybe_sent
-            raise
-        except ServerError:
-            state.ambiguous = True
-            raise
-        except DuplicateContent as exc:
-            if state.ambiguous and isinstance(request, CreateTweet):
-                raise AlreadyPosted(
-                    exc.status,
-                    text=request.text,
-                    attempts=state.count,
-                    problem=exc.problem,
-                    errors=exc.errors,
-                    headers=exc.headers,
-                    body=exc.body,
-                    message=f"delivered by an earlier unanswered attempt ({state.count} attempts)",
-                ) from None
-            raise
-        return endpoint.after_ambiguous(result) if state.ambiguous else result
+            try:
+                result = await self._budgeted(call)
+            except Unauthorized as exc:
+                if not self._mend(call.user, exc):
+                    raise
+                if isinstance(call.user, BearerUser):
+                    await self._refresh(call.user, call.token)
+                result = await self._budgeted(call)
+        except XError as exc:
+            raise call.failed(exc) from None
+        return call.endpoint.after_maybe_delivered(result) if call.maybe_delivered else result
 
-    async def _send_handling_auth(
-        self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
-    ) -> T:
-        """Mend what a 401 says once: re-sign with the server's clock (OAuth 1.0a code 135), or refresh
-        an expired OAuth 2.0 token; a second 401 is final."""
-        token = user.access_token
-        try:
-            return await self._send_budgeted(endpoint, prepared, user, deadline)
-        except Unauthorized as exc:
-            if isinstance(user, OAuth1User) and _timestamp_refused(exc) and self._learn_clock(exc):
-                log.info(
-                    "server clock differs by %.0fs; re-signing", self._signer.offset if self._signer else 0
-                )
-            elif isinstance(user, BearerUser) and user.refresh_token and user.client_id:
-                await self._refresh(user, token)
-            else:
-                raise
-        return await self._send_budgeted(endpoint, prepared, user, deadline)
+    def _mend(self, user: User, exc: Unauthorized) -> bool:
+        """Whether a 401 can be mended by one more attempt."""
+        if isinstance(user, OAuth1User):
+            if _timestamp_refused(exc) and self._learn_clock(exc):
+                offset = self._signer.offset if self._signer else 0.0
+                log.info("server clock differs by %.0fs; re-signing", offset)
+                return True
+            return False
+        return bool(user.refresh_token and user.client_id)
 
     def _learn_clock(self, exc: Unauthorized) -> bool:
         date = server_date(exc.headers)
-        if date is None or self._signer is None:
+        if date is None or self._signer is None or abs(date - self._clock()) > HORIZON:
             return False
         self._signer.sync(date)
         return True
 
-    async def _refresh(self, user: BearerUser, used_token: str) -> None:
+    async def _refresh(self, user: BearerUser, used_token: str | None) -> None:
         """Refresh ``user``'s token once, however many calls found it expired at the same time."""
         if user.access_token != used_token:
             return  # another call has refreshed it already
@@ -415,29 +439,30 @@ class Client:
             task.add_done_callback(lambda _: self._refreshes.pop(id(user), None))
         await asyncio.shield(task)
 
-    async def _send_budgeted(
-        self, endpoint: Endpoint[Any, T], prepared: Prepared, user: User, deadline: float | None
-    ) -> T:
+    async def _budgeted(self, call: Call) -> Any:
         """Hold a permit around one send; a 429 that parks the budget puts the call back in the queue."""
+        user, endpoint, deadline = call.user, call.endpoint, call.deadline
         for _ in range(_MAX_REQUEUES):
             max_wait = None if deadline is None else max(0.0, deadline - self._clock())
             async with self.scheduler.acquire(user.key, endpoint.name, max_wait=max_wait) as permit:
-                response = await self._send_single(prepared, user)
-                permit.settle(response)
+                wire = self._sign(call, user)
+                call.writes()
+                response = await self._transport.send(wire)
+                call.answered()
+                permit.settle(read_answer(response.status, response.headers, self._clock()))
             if response.status != 429 or not permit.parked:
                 break
-        return self._result(endpoint, response, permit)
-
-    async def _send_single(self, prepared: Prepared, user: User) -> Response:
-        return await self._transport.send(self._sign(prepared, user))
+        return self._read(call, response, permit)
 
     async def _probe_clock(self) -> Mapping[str, str]:
         """An unauthenticated HEAD whose ``Date`` header tells the server's clock; it costs no rate budget."""
         response = await self._transport.send(WireRequest("HEAD", self.base_url + "/2/openapi.json", {}))
         return response.headers
 
-    def _sign(self, prepared: Prepared, user: User) -> WireRequest:
+    def _sign(self, call: Call, user: User) -> WireRequest:
+        prepared = call.prepared
         if isinstance(user, BearerUser):
+            call.token = user.access_token  # a 401 refreshes only if no other call has since
             authorization = user.authorization
         else:
             assert self._signer is not None  # checked in _user_for
@@ -445,31 +470,36 @@ class Client:
         headers = {"Authorization": authorization, "Content-Type": prepared.content_type}
         return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
 
-    def _result(self, endpoint: Endpoint[Any, T], response: Response, permit: Permit) -> T:
+    def _read(self, call: Call, response: Response, permit: Permit) -> Any:
+        """The result of a 2xx answer, or the typed error of any other."""
+        status = response.status
         data = response.json()
-        if response.status >= 400:
-            raise error_from_response(response.status, data, response.headers, retry_at=permit.retry_at)
-        if data is None:
+        if 200 <= status < 300:
+            if data is None:
+                raise MalformedResponse(
+                    status, headers=response.headers, message=f"{call.endpoint.name}: empty or non-JSON body"
+                )
+            return call.endpoint.parse(data, status)
+        if 300 <= status < 400:
+            where = response.headers.get("location", "")
             raise APIError(
-                response.status, headers=response.headers, message=f"{endpoint.name}: empty or non-JSON body"
+                status,
+                headers=response.headers,
+                message=f"{status}: X redirected {call.endpoint.name} to {where[:200]!r}; asyncx never "
+                "follows a redirect (check base_url)",
             )
-        return endpoint.parse(data, response.status)
+        raise error_from_response(status, data, response.headers, retry_at=permit.retry_at)
+
+
+def _check_seconds(field: str, value: object) -> None:
+    """A number of seconds: a non-negative int or float (``math.inf`` for no bound)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValidationError(f"must be a number of seconds >= 0, got {value!r}", field=field)
 
 
 def _timestamp_refused(exc: Unauthorized) -> bool:
     detail = exc.problem.detail.lower() if exc.problem is not None else ""
     return 135 in exc.codes or "timestamp" in detail
-
-
-class _Attempts:
-    """What a call's attempts have learned: how many there were, and whether one may have reached X."""
-
-    __slots__ = ("ambiguous", "count", "counter")
-
-    def __init__(self, ambiguous: bool, counter: list[int] | None) -> None:
-        self.ambiguous = ambiguous
-        self.count = 0
-        self.counter = counter
 
 
 class _stop_at(tenacity.stop.stop_base):

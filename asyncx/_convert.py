@@ -23,6 +23,16 @@ for _cls in (Reply, Media, Poll, Geo, CollectionChange, CreateTweet, CurateColle
     )
 
 
+def _strict_str(value: Any, _: type) -> str:
+    # cattrs would make a string of anything (an object where X sends an id); X's answers hold strings.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+converter.register_structure_hook(str, _strict_str)
+
+
 def unstructure(obj: Any) -> Any:
     """A request (or part of one) as JSON-ready data."""
     return converter.unstructure(obj)

@@ -7,14 +7,16 @@ per call; signing happens per attempt, in the client.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
+import cattrs
 
 from ._auth import BearerUser, OAuth1User, User, form_encode
 from ._convert import structure, unstructure
-from ._errors import APIError, ValidationError
+from ._errors import MalformedResponse, ValidationError
 from ._models import (
     AddCollectionEntry,
     Bookmark,
@@ -32,6 +34,7 @@ R = TypeVar("R", bound=Request)
 T = TypeVar("T")
 
 _JSON = "application/json"
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -55,11 +58,11 @@ class Endpoint(Generic[R, T]):
     users: tuple[type, ...]
     _body: Callable[[R], tuple[str, bytes, tuple[tuple[str, str], ...]]]
     _parse: Callable[[Any], T]
-    _after_ambiguous: Callable[[T], T] | None = None
+    _after_maybe_delivered: Callable[[T], T] | None = None
 
-    def after_ambiguous(self, result: T) -> T:
+    def after_maybe_delivered(self, result: T) -> T:
         """The result of an attempt made after an earlier one may have been applied unanswered."""
-        return self._after_ambiguous(result) if self._after_ambiguous is not None else result
+        return self._after_maybe_delivered(result) if self._after_maybe_delivered is not None else result
 
     def check_user(self, user: User) -> None:
         """Refuse a user whose kind of auth this endpoint does not take, before anything is sent."""
@@ -79,9 +82,9 @@ class Endpoint(Generic[R, T]):
         """The result model for a success body; an ``APIError`` if the body is not what X documents."""
         try:
             return self._parse(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise APIError(
-                status, body=data, message=f"{self.name}: unexpected response body ({exc})"
+        except (KeyError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+            raise MalformedResponse(
+                status, body=data, message=f"{self.name}: {status} with a body X does not send ({exc})"
             ) from None
 
 
@@ -106,7 +109,10 @@ def _collection_add_body(request: AddCollectionEntry) -> tuple[str, bytes, tuple
 
 def _tweet(data: Any) -> Tweet:
     errors = data.get("errors") or ()
-    return structure({**data["data"], "errors": errors}, Tweet)
+    tweet = structure({**data["data"], "errors": errors}, Tweet)
+    if not _DIGITS.fullmatch(tweet.id):
+        raise ValueError(f"the post id {tweet.id[:40]!r} is not an id")
+    return tweet
 
 
 def _bookmarked(data: Any) -> bool:
@@ -130,7 +136,7 @@ def _duplicates_applied(result: CollectionResult) -> CollectionResult:
     # After an unanswered attempt, "duplicate" means that attempt put the post in the collection.
     applied = tuple(e for e in result.errors if e.reason == "duplicate")
     errors = tuple(e for e in result.errors if e.reason != "duplicate")
-    return CollectionResult(errors=errors, applied_earlier=result.applied_earlier + applied)
+    return CollectionResult(errors=errors, delivered_earlier=result.delivered_earlier + applied)
 
 
 ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {

@@ -2,11 +2,14 @@
 
 ::
 
-    XError
+    XError                       every one says ``maybe_delivered``: may this call have reached X?
     ├── ValidationError          bad input, raised before anything is sent or any budget spent
-    ├── TransportError           connection, TLS or timeout failure (``maybe_sent`` says if X may have it)
+    ├── TransportError           connection, TLS or timeout failure (``retryable`` is false for TLS refusals)
     ├── StoreUnavailable         the shared rate-limit store cannot be reached
+    ├── UsageError               misuse: a closed session, a call from another event loop
+    │   └── ClientClosed         the client is closed, or was closed while this call was open
     └── APIError                 X answered with an error: ``status``, ``problem``, ``errors``, ``headers``
+        ├── MalformedResponse    a success status whose body is not what X documents (no usable id)
         ├── Unauthorized         401
         ├── Forbidden            403
         │   └── DuplicateContent         a post with the same text already exists
@@ -15,8 +18,9 @@
         ├── RateLimited          429, or a wait for budget longer than ``max_wait``; ``retry_at`` when known
         └── ServerError          5xx
 
-Caller misuse that is not about a request's content (closing a client twice, say) raises the usual
-built-in exceptions and stays outside the tree.
+``maybe_delivered`` is the one name for "an attempt of this call may have reached X": the request was
+written and no answer came, the answer timed out, or X failed with a 5xx. Once true for a call it stays
+true, whatever later attempts answer, and every error the call raises carries it.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import attrs
 __all__ = [
     "APIError",
     "AlreadyPosted",
+    "ClientClosed",
     "DuplicateContent",
     "ErrorDetail",
     "FieldError",
     "Forbidden",
+    "MalformedResponse",
     "NotFound",
     "Problem",
     "RateLimited",
@@ -40,13 +46,20 @@ __all__ = [
     "StoreUnavailable",
     "TransportError",
     "Unauthorized",
+    "UsageError",
     "ValidationError",
     "XError",
 ]
 
 
 class XError(Exception):
-    """Root of every error asyncx raises about a request."""
+    """Root of every error asyncx raises about a request.
+
+    ``maybe_delivered`` is true when an attempt of the call may have reached X (for a post: it may
+    exist). It is set by the client on every error a call raises.
+    """
+
+    maybe_delivered: bool = False
 
 
 @attrs.frozen
@@ -79,13 +92,27 @@ class ValidationError(XError, ValueError):
 class TransportError(XError):
     """The request could not be completed at the HTTP level (connection, TLS, timeout).
 
-    ``maybe_sent`` is true when the request may have reached X (the connection broke after it was
-    written, or the answer timed out): for a post, its outcome is then unknown.
+    ``maybe_delivered`` is true when the request may have reached X (the connection broke after it was
+    written, or the answer timed out): for a post, its outcome is then unknown. ``retryable`` is false
+    for failures another attempt cannot mend, such as a certificate that does not verify.
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+    def __init__(self, message: str, *, maybe_delivered: bool, retryable: bool = True) -> None:
         super().__init__(message)
-        self.maybe_sent = maybe_sent
+        self.maybe_delivered = maybe_delivered
+        self.retryable = retryable
+
+
+class UsageError(XError, RuntimeError):
+    """The client was used in a way that cannot work: a session closed under it, a call from an event
+    loop other than the one the client runs on. Nothing was sent."""
+
+
+class ClientClosed(UsageError):
+    """The client is closed, or was closed while this call waited, backed off or was in flight.
+
+    ``maybe_delivered`` says whether the call may have reached X before the close ended it.
+    """
 
 
 class StoreUnavailable(XError):
@@ -175,10 +202,21 @@ class AlreadyPosted(DuplicateContent):
     id of the earlier post, and asyncx never invents one.
     """
 
+    maybe_delivered = True
+
     def __init__(self, status: int, *, text: str | None = None, attempts: int = 0, **kwargs: Any) -> None:
         self.text = text
         self.attempts = attempts
         super().__init__(status, **kwargs)
+
+
+class MalformedResponse(APIError):
+    """X answered with a success status, but the body lacks what X documents (a post's id, say).
+
+    The request was accepted, so ``maybe_delivered`` is true: for a post, it exists, its id unknown.
+    """
+
+    maybe_delivered = True
 
 
 class NotFound(APIError):

@@ -299,12 +299,12 @@ class CollectionError:
 class CollectionResult:
     """The outcome of a collection add or curate: X answers 200 and lists the changes it refused.
 
-    ``applied_earlier`` holds the changes refused as ``duplicate`` after an earlier attempt of the same
+    ``delivered_earlier`` holds the changes refused as ``duplicate`` after an earlier attempt of the same
     call went unanswered: they were applied by that attempt.
     """
 
     errors: tuple[CollectionError, ...] = ()
-    applied_earlier: tuple[CollectionError, ...] = ()
+    delivered_earlier: tuple[CollectionError, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -50,8 +50,10 @@ class RetryPolicy:
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt may succeed where this one failed."""
-    if isinstance(exc, (TransportError, StoreUnavailable)):
-        return True  # StoreUnavailable: nothing was sent, so waiting for the store to return is safe
+    if isinstance(exc, TransportError):
+        return exc.retryable
+    if isinstance(exc, StoreUnavailable):
+        return True  # nothing was sent, so waiting for the store to return is safe
     if isinstance(exc, RateLimited):
         return exc.retry_at is None  # with a known reset, the scheduler already waited it out
     return isinstance(exc, ServerError) and exc.status in RETRY_STATUSES

@@ -30,11 +30,10 @@ from typing import Any
 import attrs
 
 from ._errors import RateLimited, StoreUnavailable, XError
-from ._headers import LimitReading, read_limits, retry_after, server_date
+from ._headers import HORIZON, LimitReading, ServerAnswer, server_date
 from ._limits import APP_PREFIX, resolve_limits
 from ._models import RateLimit
 from ._store import Answer, MemoryStore, Store, Taken, WindowSpec
-from ._transport import Response
 
 __all__ = ["BudgetStats", "Permit", "Scheduler", "ServerClock"]
 
@@ -107,6 +106,7 @@ class _Budget:
         "waited",
         "waiters",
         "wake_at",
+        "warned",
     )
 
     def __init__(
@@ -129,6 +129,7 @@ class _Budget:
         self.waited = 0.0
         self.rate_limited = 0
         self.rejected = 0
+        self.warned = False  # about impossible headers: once per budget
 
     def queued(self) -> bool:
         """Whether a live call waits in the queue (cancelled ones at its head are dropped on the way)."""
@@ -141,7 +142,8 @@ class _Budget:
 
 
 class Permit:
-    """The right to make one send. ``settle(response)`` hands the scheduler X's answer.
+    """The right to make one send. ``settle(answer)`` hands the scheduler X's answer, as read by
+    ``read_answer``; a permit left unsettled counts as a send whose answer was lost.
 
     After a 429 whose headers name a reset, ``parked`` is true: the budget waits for that reset and
     the call should be queued again. ``retry_at`` is when budget is expected back (local time).
@@ -153,16 +155,16 @@ class Permit:
         self._budget = budget
         self._held = held  # how many of the budget's windows the grant was counted in
         self._ticket = ticket
-        self._response: Response | None = None
+        self._response: ServerAnswer | None = None
         self.granted_at = granted_at
         self.settled = False
         self.parked = False
         self.retry_at: float | None = None
 
-    def settle(self, response: Response) -> None:
+    def settle(self, answer: ServerAnswer) -> None:
         """Record X's answer; the scheduler reads it when the ``async with`` block ends."""
         if self._response is None:
-            self._response = response
+            self._response = answer
 
 
 class _Acquire:
@@ -645,7 +647,7 @@ class Scheduler:
                 sent = self._clock()
                 headers = await self._probe()
                 date = server_date(headers)
-                if date is None:
+                if date is None or abs(date - sent) > HORIZON:
                     break
                 clock.observe(date, sent, self._clock())
                 if clock.high - clock.low > 0.75 * width:
@@ -693,9 +695,16 @@ class Scheduler:
         now = self._clock()
         answer: Answer | None = None
         if response is not None:
-            headers = response.headers
-            readings = read_limits(headers)
-            date = server_date(headers)
+            if response.problems and not budget.warned:
+                budget.warned = True
+                log.warning(
+                    "ignored impossible rate-limit headers for %s of user %s: %s",
+                    budget.endpoint,
+                    budget.user,
+                    "; ".join(response.problems),
+                )
+            readings = response.limits
+            date = response.date
             if date is not None:
                 self.server_clock.observe(date, permit.granted_at, now)
                 if self._heap and self._refiner is None:
@@ -713,7 +722,7 @@ class Scheduler:
             else:
                 per_window = _NO_READINGS
             status = response.status
-            answer = Answer(status, per_window, retry_after(headers) if status == 429 else None)
+            answer = Answer(status, per_window, response.retry_after if status == 429 else None)
         self._in_flight -= 1
         budget.in_flight -= 1
         budget.sent += 1

@@ -18,7 +18,7 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._errors import TransportError, ValidationError
+from ._errors import ClientClosed, TransportError, UsageError, ValidationError
 
 __all__ = [
     "AiohttpTransport",
@@ -107,7 +107,12 @@ class AiohttpTransport:
     """Sends requests over an aiohttp session: the caller's, or one it opens and owns.
 
     TLS certificates are verified unless ``ssl`` says otherwise (an ``SSLContext`` trusting a test
-    CA, say). ``max_connections`` caps open connections across all hosts.
+    CA, say). ``max_connections`` caps open connections across all hosts. Redirects are never followed:
+    a 3xx comes back as it is, so a post is never replayed to, or reported from, another host.
+
+    ``timeouts`` apply to the session it opens: ``connect`` bounds opening a connection and ``total``
+    the wait for the answer, counted from when the request is written (never the wait for a pooled
+    connection, which ``max_in_flight`` bounds). A session the caller gives keeps its own timeouts.
     """
 
     def __init__(
@@ -120,11 +125,17 @@ class AiohttpTransport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.total
+        )
+        self._body_timeout = timeouts.total
         self._max_connections = max_connections
         self._ssl = ssl
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosed("the transport is closed")
         connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
@@ -133,31 +144,51 @@ class AiohttpTransport:
 
     async def send(self, request: WireRequest) -> Response:
         session = self._session or self._open()
+        if session.closed:
+            raise (
+                ClientClosed("the transport is closed")
+                if self._closed
+                else UsageError(
+                    "the aiohttp session given to the client was closed while the client still uses it"
+                )
+            )
         try:
             async with session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
                 data=request.body,
-                timeout=self._timeout,
+                allow_redirects=False,
                 ssl=self._ssl,
             ) as resp:
-                body = await resp.read()
+                if self._owns_session:
+                    # sock_read bounds each wait for the answer; this bounds a body that trickles in.
+                    body = await asyncio.wait_for(resp.read(), self._body_timeout)
+                else:
+                    body = await resp.read()
                 return Response(resp.status, resp.headers, body)
-        except aiohttp.ClientConnectorError as exc:
-            # Covers DNS, refused connections and TLS failures: nothing was written.
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            # Another attempt meets the same certificate: this is final, and nothing was written.
             raise TransportError(
-                f"could not connect: {exc.__class__.__name__}: {exc}", maybe_sent=False
+                f"TLS failed: {exc.__class__.__name__}: {exc}", maybe_delivered=False, retryable=False
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            # Covers DNS and refused connections: nothing was written.
+            raise TransportError(
+                f"could not connect: {exc.__class__.__name__}: {exc}", maybe_delivered=False
             ) from None
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            connect = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ()))
-            raise TransportError("timed out waiting for X", maybe_sent=not connect) from None
+            connect = isinstance(exc, aiohttp.ConnectionTimeoutError)
+            raise TransportError("timed out waiting for X", maybe_delivered=not connect) from None
         except aiohttp.ClientError as exc:
             raise TransportError(
-                f"connection failed: {exc.__class__.__name__}: {exc}", maybe_sent=True
+                f"connection failed: {exc.__class__.__name__}: {exc}", maybe_delivered=True
             ) from None
+        except RuntimeError as exc:  # aiohttp's "Session is closed", a loop mismatch and the like
+            raise UsageError(f"the aiohttp session cannot send: {exc}") from None
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None

@@ -77,7 +77,7 @@ async def test_connection_refused_is_transport_error_not_sent() -> None:
     async with asyncx.Client(base_url="http://127.0.0.1:9", retry=None) as client:
         with pytest.raises(asyncx.TransportError) as info:
             await client.create_tweet(text="x", user=BOB)
-    assert info.value.maybe_sent is False
+    assert info.value.maybe_delivered is False
     assert "bobtoken" not in str(info.value)
 
 

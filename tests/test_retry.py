@@ -136,8 +136,8 @@ async def test_duplicate_on_first_attempt_is_plain_duplicate_content() -> None:
 @pytest.mark.parametrize(
     "first",
     [
-        asyncx.TransportError("connection reset", maybe_sent=True),
-        asyncx.TransportError("timed out", maybe_sent=True),
+        asyncx.TransportError("connection reset", maybe_delivered=True),
+        asyncx.TransportError("timed out", maybe_delivered=True),
         _status(500),
         _status(503),
     ],
@@ -152,7 +152,7 @@ async def test_duplicate_after_an_ambiguous_attempt_is_already_posted(first: obj
 
 
 async def test_duplicate_after_a_refused_connection_is_not_ours() -> None:
-    transport, _ = _script(asyncx.TransportError("refused", maybe_sent=False), DUPLICATE)
+    transport, _ = _script(asyncx.TransportError("refused", maybe_delivered=False), DUPLICATE)
     async with _client(transport) as client:
         with pytest.raises(asyncx.DuplicateContent) as info:
             await client.create_tweet(text="hi", user=BOB)
@@ -204,7 +204,7 @@ async def test_bookmark_and_collection_retried_after_a_dropped_answer() -> None:
             res = await client.add_collection_entry("custom-1", post.id, user=alice.oauth1)
             fake.fail_next(status=503)
             assert (await client.add_collection_entry("custom-2", post.id, user=alice.oauth1)).ok
-        assert res.ok and res.applied_earlier == (asyncx.CollectionError("add", post.id, "duplicate"),)
+        assert res.ok and res.delivered_earlier == (asyncx.CollectionError("add", post.id, "duplicate"),)
         assert fake.collections["custom-1"] == [post.id] and fake.bookmarks[alice.user_id] == {post.id}
         assert fake.count(dropped=True) == 2 and fake.count(503) == 1
 

@@ -12,11 +12,17 @@ from hypothesis import strategies as st
 
 import asyncx
 from asyncx import MemoryStore, Taken, WindowSpec
+from asyncx._headers import ServerAnswer, read_answer
 from asyncx._scheduler import Scheduler, ServerClock
 from asyncx._store import Skew
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0
+
+
+def _answer(response: asyncx.Response) -> ServerAnswer:
+    """X's answer as the client hands it to the scheduler."""
+    return read_answer(response.status, response.headers, T0)
 
 
 class YieldingStore(MemoryStore):
@@ -76,7 +82,7 @@ async def _send(s: Scheduler, server: WindowModel, user: str = "u", **kw: float)
     while True:
         async with s.acquire(user, "create_tweet", **kw) as permit:
             response = server.answer()
-            permit.settle(response)
+            permit.settle(_answer(response))
             sent_at = s._clock()
         if response.status != 429 or not permit.parked:
             return sent_at
@@ -141,7 +147,7 @@ async def test_learns_an_unknown_limit_from_one_probe() -> None:
         async with s.acquire("u", "curate_collection") as permit:
             sends.append(s.in_flight)
             await asyncio.sleep(0)
-            permit.settle(server.answer())
+            permit.settle(_answer(server.answer()))
         return clock.time()
 
     tasks = [asyncio.create_task(call()) for _ in range(7)]
@@ -276,7 +282,7 @@ async def test_idle_budgets_expire() -> None:
     s = _scheduler(clock, create_tweet=asyncx.RateLimit(5, 10.0))
     for i in range(100):
         async with s.acquire(f"user{i}", "create_tweet") as permit:
-            permit.settle(asyncx.Response(200, {}, b"{}"))
+            permit.settle(_answer(asyncx.Response(200, {}, b"{}")))
     assert len(s) == 100
     await clock.advance(11)
     for i in range(100, 200):
@@ -298,7 +304,7 @@ async def test_24_hour_cap_learned_from_headers_also_gates() -> None:
         "date": formatdate(T0, usegmt=True),
     }
     async with s.acquire("u", "create_tweet") as permit:
-        permit.settle(asyncx.Response(201, headers, b"{}"))
+        permit.settle(_answer(asyncx.Response(201, headers, b"{}")))
     with pytest.raises(asyncx.RateLimited) as info:
         async with s.acquire("u", "create_tweet", max_wait=3600):
             pass
@@ -384,7 +390,7 @@ async def test_documented_app_cap_dropped_when_x_does_not_report_it() -> None:
     quiet = asyncx.Response(201, {"date": formatdate(T0, usegmt=True)}, b"{}")
     for i in range(10_050):
         async with s.acquire(f"user{i}", "create_tweet", max_wait=0) as permit:
-            permit.settle(quiet)
+            permit.settle(_answer(quiet))
     assert s.stats(endpoint="create_tweet").sent == 10_050
 
 
@@ -398,7 +404,7 @@ async def test_reported_app_cap_is_kept() -> None:
         "date": formatdate(T0, usegmt=True),
     }
     async with s.acquire("a", "create_tweet") as permit:
-        permit.settle(asyncx.Response(201, headers, b"{}"))
+        permit.settle(_answer(asyncx.Response(201, headers, b"{}")))
     with pytest.raises(asyncx.RateLimited):
         async with s.acquire("b", "create_tweet", max_wait=60):
             pass

@@ -235,7 +235,7 @@ async def test_dropped_connection_after_commit_keeps_the_post() -> None:
         async with fake.client(retry=None) as client:  # the server's faults, unretried
             with pytest.raises(asyncx.TransportError) as info:
                 await client.create_tweet(text="lost answer", user=alice.bearer)
-        assert info.value.maybe_sent is True
+        assert info.value.maybe_delivered is True
         assert [p.text for p in fake.posts_by(alice)] == ["lost answer"]
         assert fake.count(dropped=True) == 1
 
@@ -274,7 +274,7 @@ async def test_tls_with_generated_certificate_and_verification_on() -> None:
         async with asyncx.Client(base_url=fake.base_url, retry=None) as untrusting:
             with pytest.raises(asyncx.TransportError) as info:
                 await untrusting.create_tweet(text="x", user=alice.bearer)
-        assert info.value.maybe_sent is False
+        assert info.value.maybe_delivered is False
         assert len(fake.posts) == 1
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 
 from .._auth import BearerUser, OAuth1User, User
-from .._client import ATTEMPTS, Client
+from .._client import Client
+from .._delivery import Attempt
 from .._endpoints import endpoint_for
 from .._errors import AlreadyPosted, RateLimited, ServerError, TransportError, XError
 from .._models import AddCollectionEntry, Bookmark, CollectionResult, Request, Tweet
@@ -120,19 +121,20 @@ async def _step(
     client: Client, journal: Journal | None, key: str, digest: str, request: Request, user: User
 ) -> Outcome:
     action = endpoint_for(request).name
-    previously = False
+    maybe_delivered = False
     if journal is not None:
         record = journal.get(key, digest)
         if record is not None and record.state in FINAL:
             return _outcome(key, action, record.state, record.attempts, record.result, resumed=True)
-        previously = record is not None and record.state in ("sending", "unknown")
+        maybe_delivered = record is not None and record.state in ("sending", "unknown")
         journal.sending(key, digest)
-    counter = [0]
-    token = ATTEMPTS.set(counter)
+    attempts: list[Attempt] = []
     state = "done"
     result: dict[str, Any] = {}
     try:
-        answer = await client.send(request, user=user, previously_attempted=previously)
+        answer = await client.send(
+            request, user=user, maybe_delivered=maybe_delivered, on_attempt=attempts.append
+        )
         if isinstance(answer, Tweet):
             result = {"tweet_id": answer.id}
         elif isinstance(answer, CollectionResult) and not answer.ok:
@@ -143,18 +145,16 @@ async def _step(
         result = {"delivered_earlier": True}
     except XError as exc:
         if isinstance(exc, (TransportError, ServerError, RateLimited)):
-            # Not refused: worth sending again on the next run. After an attempt that may have landed, a
-            # post must then be sent as "previously attempted", so that a duplicate counts as delivered.
-            ambiguous = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.maybe_sent)
-            state = "unknown" if ambiguous or previously else "retry"
+            # Not refused: worth sending again on the next run, as a call that may have been delivered
+            # if any attempt may have landed, so that a duplicate then counts as delivered.
+            state = "unknown" if exc.maybe_delivered else "retry"
         else:
             state = "failed"
         result = {"error": str(exc), "error_type": type(exc).__name__}
-    finally:
-        ATTEMPTS.reset(token)
+    count = len(attempts)
     if journal is not None:
-        journal.finish(key, state, counter[0], result)
-    return _outcome(key, action, state, counter[0], result, resumed=False)
+        journal.finish(key, state, count, result)
+    return _outcome(key, action, state, count, result, resumed=False)
 
 
 async def _process(client: Client, item: Item, journal: Journal | None) -> Outcome:

@@ -1,0 +1,127 @@
+"""One call across all its attempts, and the one idea that needs care: an attempt that may have landed.
+
+A post has three outcomes: created, refused, or unknown (the request was written and no answer came, the
+answer timed out, or X failed with a 5xx). Once any attempt of a call may have reached X, the call is
+``maybe_delivered`` for good: a later "duplicate" answer then means that attempt created the post
+(``AlreadyPosted``), and every error the call raises says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._auth import User
+from ._endpoints import Endpoint, Prepared
+from ._errors import (
+    AlreadyPosted,
+    DuplicateContent,
+    MalformedResponse,
+    ServerError,
+    TransportError,
+    XError,
+)
+from ._models import CreateTweet, Request
+
+__all__ = ["Attempt", "Call", "OnAttempt", "may_have_landed"]
+
+
+@attrs.frozen
+class Attempt:
+    """What ``on_attempt`` sees just before an attempt of a call is written to X.
+
+    ``number`` counts from 1; ``maybe_delivered`` says whether an earlier attempt may have reached X.
+    """
+
+    number: int
+    maybe_delivered: bool
+
+
+#: Called (synchronously) just before each attempt goes out: a journal records it there.
+OnAttempt = Callable[[Attempt], None]
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a failed attempt may still have reached X and taken effect."""
+    if isinstance(exc, TransportError):
+        return exc.maybe_delivered
+    return isinstance(exc, (ServerError, MalformedResponse))
+
+
+class Call:
+    """One call of ``Client.send``: its request, user and deadline, and what its attempts learned."""
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "endpoint",
+        "maybe_delivered",
+        "on_attempt",
+        "prepared",
+        "request",
+        "token",
+        "user",
+        "writing",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint[Any, Any],
+        request: Request,
+        prepared: Prepared,
+        user: User,
+        deadline: float | None,
+        maybe_delivered: bool,
+        on_attempt: OnAttempt | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.prepared = prepared
+        self.user = user
+        self.deadline = deadline
+        self.maybe_delivered = maybe_delivered
+        self.on_attempt = on_attempt
+        self.attempts = 0
+        self.writing = False  # an attempt is on the wire now
+        self.token: str | None = None  # the OAuth 2.0 access token the last attempt was signed with
+
+    def writes(self) -> None:
+        """An attempt is about to be written."""
+        self.attempts += 1
+        self.writing = True
+        if self.on_attempt is not None:
+            self.on_attempt(Attempt(self.attempts, self.maybe_delivered))
+
+    def answered(self) -> None:
+        """The attempt on the wire got an HTTP answer."""
+        self.writing = False
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Note what a failed attempt says of delivery; returns the error the call should raise."""
+        self.writing = False
+        if may_have_landed(exc):
+            self.maybe_delivered = True
+        elif (
+            self.maybe_delivered
+            and isinstance(exc, DuplicateContent)
+            and isinstance(self.request, CreateTweet)
+        ):
+            return AlreadyPosted(
+                exc.status,
+                text=self.request.text,
+                attempts=self.attempts,
+                problem=exc.problem,
+                errors=exc.errors,
+                headers=exc.headers,
+                body=exc.body,
+                message=f"delivered by an earlier unanswered attempt ({self.attempts} attempts)",
+            )
+        return exc
+
+    def mark(self, exc: XError) -> XError:
+        """Stamp the call's delivery state on an error it raises."""
+        if self.maybe_delivered or self.writing or isinstance(exc, AlreadyPosted):
+            exc.maybe_delivered = True
+        return exc
