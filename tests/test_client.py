@@ -20,7 +20,9 @@ DUPLICATE = asyncx.Response(
 NO_WAIT = asyncx.RetryPolicy(wait=lambda _: 0.0)  # type: ignore[arg-type,return-value]
 
 
-def _client(handler: Callable[[asyncx.WireRequest], Awaitable[asyncx.Response]], **kw: object) -> asyncx.Client:
+def _client(
+    handler: Callable[[asyncx.WireRequest], Awaitable[asyncx.Response]], **kw: object
+) -> asyncx.Client:
     async def no_sleep(_: float) -> None:
         await asyncio.sleep(0)
 
@@ -159,7 +161,11 @@ async def test_a_bad_max_wait_is_a_validation_error(bad: object) -> None:
 
 HOSTILE = [
     {"x-rate-limit-limit": "5", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "2000000000"},
-    {"x-user-limit-24hour-limit": "5", "x-user-limit-24hour-remaining": "0", "x-user-limit-24hour-reset": "2000000000"},
+    {
+        "x-user-limit-24hour-limit": "5",
+        "x-user-limit-24hour-remaining": "0",
+        "x-user-limit-24hour-reset": "2000000000",
+    },
     {"x-rate-limit-limit": "5", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "170000000\u00b9"},
     {"x-rate-limit-limit": "5", "x-rate-limit-remaining": "-1", "x-rate-limit-reset": "1700000100"},
     {"x-rate-limit-limit": "nan", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "1700000100"},
