@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from ._errors import ValidationError
+from ._validation import check_credential, is_id
 
 __all__ = ["BearerUser", "OAuth1Signer", "OAuth1User", "User", "form_encode", "percent_encode"]
 
@@ -58,13 +59,16 @@ class OAuth1User:
     user_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        for name in ("access_token", "access_token_secret"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValidationError("must be a non-empty string", field=name)
+        check_credential("access_token", self.access_token)
+        check_credential("access_token_secret", self.access_token_secret)
+        if isinstance(self.user_id, int) and not isinstance(self.user_id, bool):
+            object.__setattr__(self, "user_id", str(self.user_id))
         if self.user_id is None:
-            prefix = self.access_token.partition("-")[0]
-            if prefix.isdigit() and "-" in self.access_token:
+            prefix, dash, _ = self.access_token.partition("-")
+            if dash and is_id(prefix):
                 object.__setattr__(self, "user_id", prefix)
+        elif not is_id(self.user_id):
+            raise ValidationError(f"must be a numeric user id, got {self.user_id!r:.40}", field="user_id")
 
     @property
     def key(self) -> str:
@@ -93,12 +97,16 @@ class BearerUser:
     on_refresh: Callable[[BearerUser], Awaitable[None] | None] | None = None
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.access_token, str) or not self.access_token:
-            raise ValidationError("must be a non-empty string", field="access_token")
+        check_credential("access_token", self.access_token)
+        for name in ("refresh_token", "client_id", "client_secret"):
+            if getattr(self, name) is not None:
+                check_credential(name, getattr(self, name))
+        if self.on_refresh is not None and not callable(self.on_refresh):
+            raise ValidationError("must be callable", field="on_refresh")
         if isinstance(self.user_id, int) and not isinstance(self.user_id, bool):
             self.user_id = str(self.user_id)
-        if not isinstance(self.user_id, str) or not self.user_id.isdigit() or len(self.user_id) > 19:
-            raise ValidationError(f"must be a numeric user id, got {self.user_id!r}", field="user_id")
+        if not is_id(self.user_id):
+            raise ValidationError(f"must be a numeric user id, got {self.user_id!r:.40}", field="user_id")
 
     @property
     def key(self) -> str:
@@ -141,6 +149,8 @@ class OAuth1Signer:
     def __init__(
         self, consumer_key: str, consumer_secret: str, *, clock: Callable[[], float] = time.time
     ) -> None:
+        check_credential("consumer_key", consumer_key)
+        check_credential("consumer_secret", consumer_secret)
         self._consumer_key = percent_encode(consumer_key)
         self._consumer_secret = percent_encode(consumer_secret)
         self._clock = clock

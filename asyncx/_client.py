@@ -114,6 +114,24 @@ class Client:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         store: Store | None = None,
     ) -> None:
+        _check_options(
+            session=(session, aiohttp.ClientSession),
+            timeouts=(timeouts, Timeouts),
+            ssl=(ssl, SSLContext),
+            retry=(retry, RetryPolicy),
+        )
+        for name, count in (("max_connections", max_connections), ("max_in_flight", max_in_flight)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValidationError(f"must be a whole number >= 1, got {count!r}", field=name)
+        if max_wait is not None:
+            _check_seconds("max_wait", max_wait)
+        if user is not None and not isinstance(user, (OAuth1User, BearerUser)):
+            raise ValidationError(f"must be an OAuth1User or a BearerUser, got {type(user).__name__}", "user")
+        for name, function in (("clock", clock), ("sleep", sleep)):
+            if not callable(function):
+                raise ValidationError("must be callable", field=name)
+        if transport is not None and not callable(getattr(transport, "send", None)):
+            raise ValidationError("must be an asyncx transport (with send and aclose)", field="transport")
         self.base_url = check_base_url(base_url)
         if (consumer_key is None) != (consumer_secret is None):
             raise ValidationError("consumer_key and consumer_secret go together", field="consumer_secret")
@@ -489,6 +507,13 @@ class Client:
                 "follows a redirect (check base_url)",
             )
         raise error_from_response(status, data, response.headers, retry_at=permit.retry_at)
+
+
+def _check_options(**options: tuple[object, type]) -> None:
+    """Each option is None or an instance of its type."""
+    for name, (value, kind) in options.items():
+        if value is not None and not isinstance(value, kind):
+            raise ValidationError(f"must be {kind.__name__} or None, got {type(value).__name__}", field=name)
 
 
 def _check_seconds(field: str, value: object) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from . import _validation as v
-from ._errors import FieldError, ValidationError
+from ._errors import FieldError
 
 __all__ = [
     "AddCollectionEntry",
@@ -117,8 +117,7 @@ class Poll:
             errors.append(FieldError("options", f"must be a list of 2 to 4 options, got {self.options!r}"))
         else:
             for i, option in enumerate(self.options):
-                if not isinstance(option, str) or not 1 <= len(option) <= 25:
-                    errors.append(FieldError(f"options[{i}]", f"must be 1 to 25 characters, got {option!r}"))
+                v.check_plain(errors, f"options[{i}]", option, 25)
         v.check_range(errors, "duration_minutes", self.duration_minutes, 5, 10080)
         v.raise_if(errors)
 
@@ -130,8 +129,9 @@ class Geo:
     place_id: str
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.place_id, str) or not self.place_id:
-            raise ValidationError("must be a non-empty string", field="place_id")
+        errors: list[FieldError] = []
+        v.check_place_id(errors, "place_id", self.place_id)
+        v.raise_if(errors)
 
 
 _to_reply, _to_media, _to_poll, _to_geo = v.nested(Reply), v.nested(Media), v.nested(Poll), v.nested(Geo)
@@ -187,11 +187,11 @@ class CreateTweet(Request):
             v.check_nested(errors, name, getattr(self, name))
         if self.reply_settings is not None:
             v.check_choice(errors, "reply_settings", self.reply_settings, v.REPLY_SETTINGS)
-        if self.direct_message_deep_link is not None and (
-            not isinstance(self.direct_message_deep_link, str)
-            or not self.direct_message_deep_link.startswith("https://")
-        ):
-            errors.append(FieldError("direct_message_deep_link", "must be an https:// link"))
+        link = self.direct_message_deep_link
+        if link is not None and v.check_plain(errors, "direct_message_deep_link", link, 2048):
+            assert isinstance(link, str)
+            if not link.startswith("https://") or any(c.isspace() for c in link):
+                errors.append(FieldError("direct_message_deep_link", "must be an https:// link"))
         attached = [n for n in ("media", "poll", "quote_tweet_id") if getattr(self, n) is not None]
         if len(attached) > 1:
             errors.append(FieldError(attached[1], f"{' and '.join(attached)} cannot be used together"))
@@ -248,7 +248,7 @@ class CollectionChange:
         v.raise_if(errors)
 
 
-_to_change = v.nested(CollectionChange)
+_to_change = v.nested(CollectionChange, optional=False)
 
 
 def _changes(value: Iterable[CollectionChange | _Dict]) -> tuple[CollectionChange, ...]:

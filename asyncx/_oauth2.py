@@ -11,8 +11,9 @@ import inspect
 import logging
 
 from ._auth import BearerUser, form_encode
-from ._errors import TransportError, Unauthorized
+from ._errors import TransportError, Unauthorized, ValidationError
 from ._transport import Transport, WireRequest
+from ._validation import check_credential
 
 __all__ = ["OAuth2Refresher"]
 
@@ -53,8 +54,16 @@ class OAuth2Refresher:
                 headers=response.headers,
                 message=f"could not refresh the token of user {user.user_id} ({response.status} {reason})",
             )
+        fresh = data.get("refresh_token") or user.refresh_token
+        try:
+            check_credential("access_token", token)
+            check_credential("refresh_token", fresh)
+        except ValidationError:
+            raise Unauthorized(
+                401, message=f"the token endpoint answered unusable tokens for user {user.user_id}"
+            ) from None
         user.access_token = token
-        user.refresh_token = data.get("refresh_token") or user.refresh_token
+        user.refresh_token = fresh
         log.info("refreshed the OAuth 2.0 token of user %s", user.user_id)
         if user.on_refresh is not None:
             outcome = user.on_refresh(user)

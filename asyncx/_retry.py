@@ -16,7 +16,7 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._errors import APIError, RateLimited, ServerError, StoreUnavailable, TransportError
+from ._errors import APIError, RateLimited, ServerError, StoreUnavailable, TransportError, ValidationError
 from ._headers import retry_after
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
@@ -46,6 +46,18 @@ class RetryPolicy:
     stop: stop_base = attrs.field(factory=_default_stop)
     wait: wait_base = attrs.field(factory=_default_wait)
     deadline: float | None = 900.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("stop", "wait"):
+            if not callable(getattr(self, name)):
+                raise ValidationError("must be a tenacity strategy", field=name)
+        deadline = self.deadline
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
+        ):
+            raise ValidationError(
+                f"must be a positive number of seconds or None, got {deadline!r}", "deadline"
+            )
 
 
 def is_retryable(exc: BaseException) -> bool:

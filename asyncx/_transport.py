@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -67,6 +68,12 @@ class Timeouts:
     connect: float = 10.0
     total: float = 30.0
 
+    def __attrs_post_init__(self) -> None:
+        for name in ("connect", "total"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValidationError(f"must be a positive number of seconds, got {value!r}", field=name)
+
 
 _DEFAULT_TIMEOUTS = Timeouts()
 
@@ -93,6 +100,8 @@ def _is_loopback(host: str) -> bool:
 
 def check_base_url(base_url: str) -> str:
     """Refuse a base URL that would send credentials in the clear; returns it without a trailing slash."""
+    if not isinstance(base_url, str):
+        raise ValidationError(f"must be a string, got {type(base_url).__name__}", field="base_url")
     parts = urlsplit(base_url)
     if parts.scheme == "https" and parts.hostname:
         return base_url.rstrip("/")

@@ -20,6 +20,12 @@ MAX_WEIGHTED_LENGTH = 280
 
 _ID = re.compile(r"[0-9]{1,19}")
 _COLLECTION_ID = re.compile(r"custom-[0-9]{1,19}")
+_PLACE_ID = re.compile(r"[0-9A-Za-z]{1,64}")
+#: What a credential may hold: visible ASCII, so it can never split or smuggle a header.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]{1,4096}")
+#: Characters no field X takes may hold: lone surrogates (not encodable) and C0 controls but tab and
+#: newlines (NUL and the like are refused by X or truncate the field).
+_FORBIDDEN = re.compile(r"[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 REPLY_SETTINGS = frozenset({"following", "mentionedUsers", "subscribers", "verified"})
 CURATE_OPS = frozenset({"add", "remove"})
@@ -46,9 +52,28 @@ def weighted_length(text: str) -> int:
     return _measure(text)[0]
 
 
+def check_plain(errors: list[FieldError], field: str, value: object, longest: int) -> bool:
+    """A string of 1 to ``longest`` characters with no lone surrogate and no control character."""
+    if not isinstance(value, str):
+        errors.append(FieldError(field, f"must be a string, got {type(value).__name__}"))
+        return False
+    if not 1 <= len(value) <= longest:
+        errors.append(FieldError(field, f"must be 1 to {longest} characters, got {len(value)}"))
+        return False
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        char = bad.group()
+        errors.append(FieldError(field, f"contains U+{ord(char):04X}, which X does not accept"))
+        return False
+    return True
+
+
 def check_text(errors: list[FieldError], field: str, text: object) -> None:
-    if not isinstance(text, str):
-        errors.append(FieldError(field, f"must be a string, got {type(text).__name__}"))
+    if not check_plain(errors, field, text, 100_000):
+        return
+    assert isinstance(text, str)
+    if text.isspace():
+        errors.append(FieldError(field, "must not be only white space"))
         return
     length, acceptable = _measure(text)
     if length == 0:
@@ -60,8 +85,30 @@ def check_text(errors: list[FieldError], field: str, text: object) -> None:
 
 
 def check_id(errors: list[FieldError], field: str, value: object) -> None:
-    if not isinstance(value, str) or _ID.fullmatch(value) is None:
-        errors.append(FieldError(field, f"must be a numeric id of 1 to 19 digits, got {value!r}"))
+    if not is_id(value):
+        shown = value[:40] if isinstance(value, str) else value
+        errors.append(FieldError(field, f"must be a numeric id of 1 to 19 digits, got {shown!r}"))
+
+
+def check_place_id(errors: list[FieldError], field: str, value: object) -> None:
+    if not isinstance(value, str) or _PLACE_ID.fullmatch(value) is None:
+        shown = value[:40] if isinstance(value, str) else value
+        errors.append(FieldError(field, f"must be a place id of 1 to 64 letters and digits, got {shown!r}"))
+
+
+def check_credential(field: str, value: object) -> None:
+    """Raise unless ``value`` is a usable secret: visible ASCII only (the value is never shown)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"must be a string, got {type(value).__name__}", field=field)
+    if _CREDENTIAL.fullmatch(value) is None:
+        raise ValidationError(
+            "must be 1 to 4096 visible ASCII characters (no spaces, line breaks or other text)", field=field
+        )
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is an X id as the wire carries it: 1 to 19 ASCII digits."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def check_collection_id(errors: list[FieldError], field: str, value: object) -> None:
@@ -75,6 +122,7 @@ def check_ids(errors: list[FieldError], field: str, values: object, low: int, hi
         return
     if not low <= len(values) <= high:
         errors.append(FieldError(field, f"must hold {low} to {high} ids, got {len(values)}"))
+        return
     for i, value in enumerate(values):
         check_id(errors, f"{field}[{i}]", value)
 
@@ -124,26 +172,28 @@ class Invalid:
     errors: tuple[FieldError, ...]
 
 
-def nested(cls: type[T]) -> Callable[[object], T | Invalid | None]:
-    """A converter that accepts ``cls``, a dict of its fields, or ``None``."""
-    names = frozenset(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
+def nested(cls: type[T], optional: bool = True) -> Callable[[object], T | Invalid | None]:
+    """A converter that accepts ``cls``, a dict of its fields, or (if ``optional``) ``None``."""
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    names = frozenset(a.name for a in fields)
+    required = [a.name for a in fields if a.default is attrs.NOTHING]
 
     def convert(value: object) -> T | Invalid | None:
-        if value is None or isinstance(value, cls):
+        if (value is None and optional) or isinstance(value, cls):
             return value
         if not isinstance(value, Mapping):
             kind = type(value).__name__
             return Invalid((FieldError("", f"must be {cls.__name__} or a dict, got {kind}"),))
-        unknown = sorted(str(k) for k in value if k not in names)
+        unknown = sorted(repr(k)[:40] for k in value if k not in names)
         if unknown:
             return Invalid((FieldError("", f"unknown keys {', '.join(unknown)}"),))
+        missing = [name for name in required if name not in value]
+        if missing:
+            return Invalid(tuple(FieldError(name, "is required") for name in missing))
         try:
             return cls(**value)
         except ValidationError as exc:
             return Invalid(exc.errors)
-        except TypeError as exc:  # a required key is missing
-            message = str(exc).split("() ", 1)[-1]
-            return Invalid((FieldError("", message),))
 
     return convert
 
