@@ -41,10 +41,17 @@ from ._models import (
     Reply,
     Tweet,
 )
-from ._redis import RedisStore
+from ._ratelimit import (
+    Answer,
+    BudgetStats,
+    MemoryStore,
+    RedisStore,
+    Store,
+    Taken,
+    WindowSpec,
+    WindowView,
+)
 from ._retry import RetryPolicy
-from ._scheduler import BudgetStats
-from ._store import Answer, MemoryStore, Store, Taken, WindowSpec, WindowView
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._validation import weighted_length
 

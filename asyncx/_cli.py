@@ -24,7 +24,7 @@ from ._auth import BearerUser
 from ._client import Client
 from ._errors import ValidationError
 from ._models import RateLimit
-from ._redis import RedisStore
+from ._ratelimit import RedisStore
 from .bulk import Item, Journal, Outcome, run
 from .bulk._jobs import (
     Credentials,

@@ -32,7 +32,6 @@ from ._errors import (
     XError,
     error_from_response,
 )
-from ._headers import HORIZON, read_answer, server_date
 from ._models import (
     AddCollectionEntry,
     Bookmark,
@@ -49,9 +48,8 @@ from ._models import (
     Tweet,
 )
 from ._oauth2 import OAuth2Refresher
+from ._ratelimit import HORIZON, BudgetStats, Permit, Scheduler, Store, read_answer, server_date
 from ._retry import RetryPolicy
-from ._scheduler import BudgetStats, Permit, Scheduler
-from ._store import Store
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]

@@ -17,7 +17,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from ._errors import APIError, RateLimited, ServerError, StoreUnavailable, TransportError, ValidationError
-from ._headers import retry_after
+from ._ratelimit import retry_after
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
 

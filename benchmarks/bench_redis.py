@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncx  # noqa: E402
-from asyncx._scheduler import Scheduler  # noqa: E402
+from asyncx._ratelimit import Scheduler  # noqa: E402
 from asyncx.testing import FakeX  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.redis_worker import makespan, run_workers  # noqa: E402

@@ -17,8 +17,8 @@ import tracemalloc
 from email.utils import formatdate
 
 import asyncx
-from asyncx._scheduler import Scheduler
-from asyncx._store import MemoryStore
+from asyncx import MemoryStore
+from asyncx._ratelimit import Scheduler
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0

@@ -281,6 +281,8 @@ async def test_401_without_refresh_token_is_final() -> None:
 class _StoreDownOnce(asyncx.MemoryStore):
     """A store that cannot be reached for its first take, then answers."""
 
+    synchronous = False
+
     def __init__(self) -> None:
         super().__init__()
         self.failures = 1

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import asyncx
 from asyncx import MemoryStore, Taken, WindowSpec
-from asyncx._headers import ServerAnswer, read_answer
-from asyncx._scheduler import Scheduler, ServerClock
-from asyncx._store import Skew
+from asyncx._ratelimit import Scheduler, ServerAnswer, read_answer
+from asyncx._ratelimit._clock import ServerClock
+from asyncx._ratelimit._store import Skew
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0
@@ -27,6 +27,8 @@ def _answer(response: asyncx.Response) -> ServerAnswer:
 
 class YieldingStore(MemoryStore):
     """The memory store's rules behind calls that yield to the event loop, as a networked store's do."""
+
+    synchronous = False
 
     async def take(self, *args: Any) -> Taken:
         await asyncio.sleep(0)
@@ -439,6 +441,8 @@ async def test_never_a_429_with_the_limit_configured(
 class GatedStore(MemoryStore):
     """A memory store whose answers to ``take`` wait for the test to open its gate."""
 
+    synchronous = False
+
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
@@ -518,6 +522,8 @@ async def test_closing_ends_every_waiting_call_with_an_error() -> None:
 
 class OvertakenStore(MemoryStore):
     """A shared store whose news of another process's answer reaches us before its own reply does."""
+
+    synchronous = False
 
     def subscribe(self, on_answer: Any) -> None:
         self.on_answer = on_answer

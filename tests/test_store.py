@@ -48,7 +48,24 @@ async def test_a_window_grants_its_limit_then_waits_for_an_answer(store: Store) 
         await store.settle(w, 1, reading(3, 0, T0 + 10), T0 + 0.2, None)
     parked = await store.take(w, 1, T0 + 0.3, None)
     assert parked.granted == 0 and parked.wake_at == pytest.approx(T0 + 10)
-    assert (await store.take(w, 5, T0 + 10, None)).granted == 3  # the next window: all of it again
+    # The next window: one probe first, so a server that reopens late refuses one send, not three.
+    assert (await store.take(w, 5, T0 + 10, None)).granted == 1
+    await store.settle(w, 1, reading(3, 2, T0 + 20), T0 + 10.1, None)
+    assert (await store.take(w, 5, T0 + 10.1, None)).granted == 2  # then the rest of it
+
+
+async def test_a_429_at_a_reset_that_has_passed_costs_one_probe_per_retry(store: Store) -> None:
+    """X reopens late: the probe at the reset is refused with the old reset; one probe a second follows."""
+    w = [spec()]
+    assert (await store.take(w, 3, T0, None)).granted == 3
+    for _ in range(3):
+        await store.settle(w, 1, reading(3, 0, T0 + 10), T0 + 0.2, None)
+    assert (await store.take(w, 3, T0 + 10, None)).granted == 1
+    late = Answer(429, [(3, 0, int(T0 + 10))])
+    back = await store.settle(w, 1, late, T0 + 10.05, None)
+    assert back == pytest.approx(T0 + 11.05)
+    assert (await store.take(w, 3, T0 + 10.5, None)).granted == 0
+    assert (await store.take(w, 3, T0 + 11.1, None)).granted == 1  # one probe again, not a burst
 
 
 async def test_no_headers_anchors_the_window_a_window_from_now(store: Store) -> None:

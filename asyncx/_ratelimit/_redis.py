@@ -1,7 +1,9 @@
 """A store that shares budgets between processes and machines through Redis.
 
-Every take, settle and refund is one Lua script: one atomic round trip that applies the same rules as
-``MemoryStore`` to hashes in Redis (one per window, expiring after it). "Now" is Redis's ``TIME``
+Every take, settle and refund is one Lua script (``lua/take.lua``, ``settle.lua``, ``refund.lua``, each
+after the shared ``window.lua``): one atomic round trip that applies the same rules as ``MemoryStore``
+to hashes in Redis (one per window, expiring after it). Arguments and replies are JSON objects with
+named fields, encoded and decoded in one place here. "Now" is Redis's ``TIME``
 corrected by what this process knows of X's clock, so workers whose own clocks drift agree.
 
 Waiting costs Redis nothing: a worker computes its wake-up from the stored reset. The one wait that has
@@ -23,19 +25,9 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import StoreUnavailable
-from ._store import (
-    UNLIMITED,
-    Answer,
-    MemoryStore,
-    Skew,
-    Taken,
-    WindowSpec,
-    WindowView,
-    _low,
-    _OnAnswer,
-    _unseen_view,
-)
+from .._errors import StoreUnavailable
+from ._memory import MemoryStore
+from ._store import UNLIMITED, Answer, OnAnswer, Skew, Taken, WindowSpec, WindowView, low, unseen_view
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -46,17 +38,27 @@ __all__ = ["RedisStore"]
 
 log = logging.getLogger("asyncx.store")
 
-_NIL = -2  # a limit not known yet, on the wire
-#: Arguments travel as one JSON array: one argument to encode is much cheaper than dozens.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+#: A grant never settled stops counting as in flight after this long, unless the scheduler says less.
+FLIGHT_TTL = 120.0
 
 
-def _scripts() -> tuple[str, str]:
-    """The take and settle scripts: each is the shared part of ``_redis.lua`` and its own."""
-    text = resources.files("asyncx").joinpath("_redis.lua").read_text(encoding="utf-8")
-    common, rest = text.split("--- TAKE\n")
-    take, settle = rest.split("--- SETTLE\n")
-    return common + take, common + settle
+def _scripts() -> dict[str, str]:
+    """Each operation's script: the shared window rules, then its own body."""
+    folder = resources.files("asyncx._ratelimit").joinpath("lua")
+    common = folder.joinpath("window.lua").read_text(encoding="utf-8")
+    return {op: common + folder.joinpath(f"{op}.lua").read_text(encoding="utf-8") for op in _OPS}
+
+
+_OPS = ("take", "settle", "refund")
+
+
+def _window_arg(spec: WindowSpec) -> dict[str, Any]:
+    arg: dict[str, Any] = {"seconds": spec.seconds, "trusted": int(spec.trusted), "guess": int(spec.guess)}
+    if spec.limit is not None:
+        arg["limit"] = spec.limit
+    return arg
 
 
 def _redact(url: str) -> str:
@@ -111,9 +113,11 @@ class RedisStore:
         self._redis: Redis = Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
-        take, settle = _scripts()
-        self._take = self._redis.register_script(take)
-        self._settle = self._redis.register_script(settle)
+        scripts = _scripts()
+        self._take = self._redis.register_script(scripts["take"])
+        self._settle = self._redis.register_script(scripts["settle"])
+        self._refund = self._redis.register_script(scripts["refund"])
+        self._flight_ttl = FLIGHT_TTL
         self._prefix = prefix + ":"
         self._channel = prefix + ":answered"
         self._share = fallback_share
@@ -123,8 +127,8 @@ class RedisStore:
         self._down_until = 0.0
         self._offset: float | None = None  # Redis's clock minus ours, from the last quickest round trip
         self._offset_rtt = math.inf
-        self._views: OrderedDict[str, tuple[int, int | None, float | None]] = OrderedDict()
-        self._on_answer: _OnAnswer | None = None
+        self._views: OrderedDict[str, WindowView] = OrderedDict()
+        self._on_answer: OnAnswer | None = None
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -133,26 +137,40 @@ class RedisStore:
 
     # -- the Store interface ------------------------------------------------------------------------
 
+    synchronous = False
+
+    def configure(self, *, flight_ttl: float) -> None:
+        self._flight_ttl = flight_ttl
+
     async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
         if self._use_fallback():
             return self._fallback_take(windows, n, now, skew)
         try:
-            reply, shift = await self._call(self._take, windows, now, skew, [n])
+            reply, shift = await self._call(self._take, windows, now, skew, {"n": n})
         except StoreUnavailable:
             if self._fallback is None:
                 raise
             return self._fallback_take(windows, n, now, skew)
         self._listen()
-        for i, spec in enumerate(windows):
-            room, limit, reset = int(reply[4 + 3 * i]), int(reply[5 + 3 * i]), float(reply[6 + 3 * i])
+        for spec, seen in zip(windows, reply["windows"], strict=True):
+            reset = seen.get("reset")
             self._remember(
-                spec.key, room, None if limit == _NIL else limit, None if reset < 0 else reset - shift
+                spec.key,
+                WindowView(
+                    int(seen["room"]),
+                    seen.get("limit"),
+                    None if reset is None else float(reset) - shift,
+                    spec.seconds,
+                    bool(seen["probing"]),
+                ),
             )
-        granted, wake, waiting = int(reply[1]), float(reply[2]), int(reply[3])
+        granted = int(reply["granted"])
         if granted == n:
             return Taken(granted)
-        if wake >= 0:
-            return Taken(granted, wake - shift)
+        wake = reply.get("wake")
+        if wake is not None:
+            return Taken(granted, float(wake) - shift)
+        waiting = int(reply["waiting"])
         return Taken(granted, None, windows[waiting - 1].key if waiting else windows[0].key)
 
     async def settle(
@@ -167,20 +185,16 @@ class RedisStore:
         if ticket is _FALLBACK:
             assert self._fallback is not None
             return self._fallback.settle_now(windows, held, answer, now, skew)
-        if answer is None:
-            head: list[Any] = ["n", held, 0, -1.0, self._channel]
-            tails: list[list[Any]] = []
-        else:
-            after = -1.0 if answer.retry_after is None else answer.retry_after
-            head = ["a", held, answer.status, after, self._channel]
+        fields: dict[str, Any] = {"held": held, "answered": answer is not None, "channel": self._channel}
+        readings: Sequence[tuple[int | None, int, int] | None] = ()
+        if answer is not None:
+            fields["status"] = answer.status
+            if answer.retry_after is not None:
+                fields["retry_after"] = answer.retry_after
             readings = answer.readings
-            tails = [
-                [0, 0, 0, 0] if r is None else [1, r[0] or 0, r[1], r[2]]
-                for r in (readings[i] if i < len(readings) else None for i in range(len(windows)))
-            ]
-        reply, shift = await self._call(self._settle, windows, now, skew, head, tails)
-        back = float(reply[1])
-        return None if back < 0 else back - shift
+        reply, shift = await self._call(self._settle, windows, now, skew, fields, readings)
+        back = reply.get("back")
+        return None if back is None else float(back) - shift
 
     async def refund(
         self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
@@ -189,22 +203,35 @@ class RedisStore:
             assert self._fallback is not None
             self._fallback.refund_now(windows, n, now, skew)
             return
-        await self._call(self._settle, windows, now, skew, ["r", n, 0, -1.0, self._channel])
+        await self._call(self._refund, windows, now, skew, {"n": n, "channel": self._channel})
+
+    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+        raise NotImplementedError("RedisStore is not synchronous: await take()")
+
+    def settle_now(
+        self, windows: Sequence[WindowSpec], held: int, answer: Answer | None, now: float, skew: Skew
+    ) -> float | None:
+        raise NotImplementedError("RedisStore is not synchronous: await settle()")
+
+    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> None:
+        raise NotImplementedError("RedisStore is not synchronous: await refund()")
 
     def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
         out = []
         for spec in windows:
             seen = self._views.get(spec.key)
             if seen is None:
-                out.append(_unseen_view(spec))
-                continue
-            room, limit, reset = seen
-            if reset is not None and now >= reset:  # the window it was seen in has ended
-                room, reset = limit if limit is not None and limit > 0 else 1, None
-            out.append(WindowView(room, limit, reset, spec.seconds))
+                out.append(unseen_view(spec))
+            elif seen.reset is not None and now >= seen.reset:  # the window it was seen in has ended
+                limit = seen.limit
+                out.append(
+                    WindowView(limit if limit is not None and limit > 0 else 1, limit, None, spec.seconds)
+                )
+            else:
+                out.append(seen)
         return out
 
-    def subscribe(self, on_answer: _OnAnswer) -> None:
+    def subscribe(self, on_answer: OnAnswer) -> None:
         self._on_answer = on_answer
 
     async def aclose(self) -> None:
@@ -225,28 +252,25 @@ class RedisStore:
         windows: Sequence[WindowSpec],
         now: float,
         skew: Skew,
-        head: list[Any],
-        tails: Sequence[list[Any]] = (),
-    ) -> tuple[Any, float]:
-        """Run a script on ``windows`` in one round trip. Returns its reply (Redis's time first) and what to
-        subtract from the times in it to get ours."""
+        fields: dict[str, Any],
+        readings: Sequence[tuple[int | None, int, int] | None] = (),
+    ) -> tuple[dict[str, Any], float]:
+        """Run a script on ``windows`` in one round trip: the codec of arguments and replies. Returns the
+        decoded reply and what to subtract from the times in it to get ours."""
         mode, arg = self._clock_arg(now, skew)
-        args: list[Any] = [mode, arg, *head]
-        for i, spec in enumerate(windows):
-            args += [
-                _NIL if spec.limit is None else spec.limit,
-                spec.seconds,
-                int(spec.trusted),
-                int(spec.guess),
-            ]
-            if tails:
-                args += tails[i]
+        specs = [_window_arg(spec) for spec in windows]
+        for spec, reading in zip(specs, readings, strict=False):
+            if reading is not None:
+                limit, remaining, reset = reading
+                spec["reading"] = {"limit": limit or 0, "remaining": remaining, "reset": reset}
+        args = {"clock": {"mode": mode, "arg": arg}, "ttl": self._flight_ttl, "windows": specs, **fields}
         sent = time.time()
         try:
-            reply = await script(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
+            raw = await script(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
         except Exception as exc:
             raise self._unreachable(exc) from None
-        self._learn_offset(float(reply[0]), sent)
+        reply: dict[str, Any] = _loads(raw)
+        self._learn_offset(float(reply["now"]), sent)
         return reply, arg - now if mode == "c" else arg + (self._offset or 0.0)
 
     def _clock_arg(self, now: float, skew: Skew) -> tuple[str, float]:
@@ -256,11 +280,11 @@ class RedisStore:
         clock every worker shares, and it is usually as good as X's (both keep NTP time).
         """
         if not self._redis_time:
-            return "c", now + _low(skew)
+            return "c", now + low(skew)
         if skew is None or self._offset is None:
             return "r", 0.0
-        low, high = skew[0] - self._offset, skew[1] - self._offset
-        return "r", min(max(0.0, low), high)
+        least, most = skew[0] - self._offset, skew[1] - self._offset
+        return "r", min(max(0.0, least), most)
 
     def _learn_offset(self, redis_now: float, sent: float) -> None:
         """Redis's clock minus ours, from the quickest recent round trip (its error is half of it)."""
@@ -274,9 +298,9 @@ class RedisStore:
             log.warning("rate-limit store %s answers again", _redact(self._url))
             self._down_until = 0.0
 
-    def _remember(self, key: str, room: int, limit: int | None, reset: float | None) -> None:
+    def _remember(self, key: str, view: WindowView) -> None:
         views = self._views
-        views[key] = (room, limit, reset)
+        views[key] = view
         views.move_to_end(key)
         if len(views) > 10_000:
             views.popitem(last=False)

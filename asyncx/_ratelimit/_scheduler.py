@@ -1,0 +1,738 @@
+"""The coordinator: every single send happens inside ``async with scheduler.acquire(...)``.
+
+It ties the parts together, each with one job: ``Rules`` (which windows a budget needs), the ``Store``
+(the windows' counts), ``ServerClock`` (X's clock), ``Wakeups`` (one timer), ``Waiters`` and ``Ring``
+(fair queues) and ``Counters``. A budget is one user's use of one endpoint, in exactly one ``State``:
+
+* calls for one budget are granted in FIFO order; a global ``max_in_flight`` is shared round-robin
+  between budgets, so a user with a long backlog never delays another user's first call;
+* with nothing known, one request goes out and its answer teaches the limit;
+* a budget out of room parks on the timer until its reset, then releases exactly as many waiters as
+  the window allows;
+* waiting costs a future per waiting call and nothing else: no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from .._errors import ClientClosed, RateLimited, StoreUnavailable, XError
+from .._models import RateLimit
+from ._answers import LimitReading, ServerAnswer
+from ._clock import ServerClock
+from ._counters import BudgetStats, Counters
+from ._memory import MemoryStore
+from ._queues import Ring, Waiters
+from ._rules import Rules
+from ._store import Answer, Store, Taken, WindowSpec
+from ._wakeups import Wakeups
+
+__all__ = ["Permit", "Scheduler"]
+
+log = logging.getLogger("asyncx.scheduler")
+
+_NO_READINGS: tuple[None, ...] = ()
+#: How many pieces of news of answers are remembered: more than can overtake one store round trip.
+_ANSWER_MEMORY = 4096
+#: Backoff (seconds) for replaying settles and refunds the store could not take.
+_OUTBOX_RETRY = (0.25, 5.0)
+
+
+class State(enum.Enum):
+    """Where a budget is: nothing to do, being drained, waiting in the ring, or parked."""
+
+    IDLE = "idle"
+    DRAINING = "draining"  # a task grants its waiters now
+    AGAIN = "again"  # draining, and news came meanwhile: look again before parking
+    HANDED = "handed"  # popped from the ring with a slot kept for it; its drain is on the way
+    READY = "ready"  # in the ring, waiting for an in-flight slot
+    PARKED = "parked"  # on the timer until its windows have room
+    BLOCKED = "blocked"  # waiting for news of an answer in one window (a timer as fallback)
+
+
+_BUSY = (State.DRAINING, State.AGAIN, State.HANDED)
+
+
+class _Budget(Counters):
+    """One user's use of one endpoint: its state, its FIFO of waiting calls, the windows it needs room
+    in (by key, in the store) and its counters. ``scopes`` names the header scope of each window."""
+
+    __slots__ = (
+        "blocked_on",
+        "endpoint",
+        "in_flight",
+        "scopes",
+        "specs",
+        "state",
+        "touched",
+        "user",
+        "waiters",
+        "wake_at",
+        "warned",
+    )
+
+    def __init__(
+        self, user: str, endpoint: str, scopes: tuple[str | None, ...], specs: tuple[WindowSpec, ...]
+    ) -> None:
+        super().__init__()
+        self.user = user
+        self.endpoint = endpoint
+        self.scopes = scopes
+        self.specs = specs
+        self.state = State.IDLE
+        self.waiters: Waiters[Permit] | None = None
+        self.wake_at: float | None = None  # the live timer deadline while PARKED or BLOCKED
+        self.blocked_on: str | None = None
+        self.in_flight = 0
+        self.touched = 0.0
+        self.warned = False  # about impossible headers: once per budget
+
+    def queued(self) -> int:
+        return self.waiters.live if self.waiters is not None else 0
+
+
+class Permit:
+    """The right to make one send. ``settle(answer)`` hands the scheduler X's answer, as read by
+    ``read_answer``; a permit left unsettled counts as a send whose answer was lost.
+
+    After a 429 whose headers name a reset, ``parked`` is true: the budget waits for that reset and
+    the call should be queued again. ``retry_at`` is when budget is expected back (local time).
+    """
+
+    __slots__ = ("answer", "budget", "done", "granted_at", "held", "parked", "retry_at", "ticket")
+
+    def __init__(self, budget: _Budget, held: int, granted_at: float, ticket: object) -> None:
+        self.budget = budget
+        self.held = held  # how many of the budget's windows the grant was counted in
+        self.ticket = ticket
+        self.answer: ServerAnswer | None = None
+        self.granted_at = granted_at
+        self.done = False
+        self.parked = False
+        self.retry_at: float | None = None
+
+    def settle(self, answer: ServerAnswer) -> None:
+        """Record X's answer; the scheduler reads it when the ``async with`` block ends."""
+        if self.answer is None:
+            self.answer = answer
+
+
+class _Acquire:
+    """``async with scheduler.acquire(...) as permit``: waits for room, then always releases it."""
+
+    __slots__ = ("_budget", "_enter", "_exit", "_max_wait", "_permit")
+
+    def __init__(
+        self,
+        enter: Callable[[_Budget, float | None], Awaitable[Permit]],
+        exit: Callable[[Permit], Awaitable[None]],
+        budget: _Budget,
+        max_wait: float | None,
+    ) -> None:
+        self._enter = enter
+        self._exit = exit
+        self._budget = budget
+        self._max_wait = max_wait
+        self._permit: Permit | None = None
+
+    async def __aenter__(self) -> Permit:
+        self._permit = await self._enter(self._budget, self._max_wait)
+        return self._permit
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        permit = self._permit
+        if permit is not None and not permit.done:
+            permit.done = True
+            await self._exit(permit)
+
+
+class Scheduler:
+    """Grants permits per (user, endpoint) budget so that no send exceeds a window X enforces.
+
+    ``limits`` maps endpoint names to per-user windows and ``app:<endpoint>`` to app-wide ones
+    (defaults from X's documentation). ``clock`` and ``sleep`` are injectable so tests run on a fake
+    clock. ``max_in_flight`` bounds open requests across all budgets. ``store`` holds the windows'
+    counts (a ``MemoryStore`` unless given); the scheduler closes it. ``flight_ttl`` is the longest a
+    request can take: no grant counts as in flight for longer, whatever happened to its process.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, RateLimit | Sequence[RateLimit]] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_in_flight: int = 256,
+        reset_margin: float = 0.05,
+        clock_probe: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
+        store: Store | None = None,
+        flight_ttl: float = 45.0,
+    ) -> None:
+        self._rules = Rules(limits)
+        self._clock = clock
+        self._sleep = sleep
+        self.max_in_flight = max_in_flight
+        self.reset_margin = reset_margin
+        self.flight_ttl = flight_ttl
+        self.server_clock = ServerClock()
+        self._budgets: dict[tuple[str, str], _Budget] = {}
+        if store is not None and not isinstance(store, Store):
+            raise TypeError(f"store must implement asyncx.Store, not {type(store).__name__}")
+        self._store: Store = MemoryStore() if store is None else store
+        self._store.configure(flight_ttl=flight_ttl)
+        self._sync = self._store.synchronous
+        self._store.subscribe(self._unblock)
+        self._blocked: dict[str, list[_Budget]] = {}  # window key -> budgets waiting for its answer
+        # News of answers, numbered as it comes, so a budget told "wait for an answer" can tell whether
+        # that answer already came while the store was replying.
+        self._news = 0
+        self._answered: dict[str, int] = {}  # window key -> number of the last news of an answer in it
+        self._resynced = -1  # number of the last time the store said news may have been missed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._totals: dict[str, Counters] = {}
+        self._in_flight = 0  # granted and unanswered, plus slots held while the store is asked
+        self._reserved = 0  # of those, the slots held while the store is asked
+        self._waiting = 0
+        self._ring: Ring[_Budget] = Ring()
+        self._wakeups: Wakeups[_Budget] = Wakeups(clock, sleep, self._woken)
+        self._probe = clock_probe
+        self._refiner: asyncio.Task[None] | None = None
+        # Settles and refunds the store could not take, replayed once it answers again.
+        self._outbox: deque[Callable[[], Awaitable[object]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def acquire(self, user: str, endpoint: str, *, max_wait: float | None = None) -> _Acquire:
+        """Wait for room to send once as ``user`` to ``endpoint``; raise ``RateLimited`` past ``max_wait``."""
+        return _Acquire(self._enter, self._finish, self._budget(user, endpoint), max_wait)
+
+    def now(self) -> float:
+        """The scheduler's clock (local epoch seconds), on which ``eta`` and resets are given."""
+        return self._clock()
+
+    @property
+    def store(self) -> Store:
+        """Where the windows' counts live."""
+        return self._store
+
+    @property
+    def in_flight(self) -> int:
+        """Sends granted and not yet answered."""
+        return self._in_flight - self._reserved
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for budget or for an in-flight slot."""
+        return self._waiting
+
+    @property
+    def pending(self) -> int:
+        """Settles and refunds kept until the store answers again."""
+        return len(self._outbox)
+
+    def __len__(self) -> int:
+        """Budgets held in memory (idle ones expire)."""
+        return len(self._budgets)
+
+    def stats(self, user: str | None = None, endpoint: str | None = None) -> BudgetStats:
+        """Counters for one budget, or totals over all budgets matching the given user and/or endpoint."""
+        if user is not None and endpoint is not None:
+            b = self._budgets.get((user, endpoint))
+            return BudgetStats() if b is None else b.stats()
+        if user is not None:
+            return Counters.total([b.stats() for (u, _), b in list(self._budgets.items()) if u == user])
+        return Counters.total(
+            [t.stats() for e, t in self._totals.items() if endpoint is None or e == endpoint]
+        )
+
+    def eta(self, user: str, endpoint: str, calls: int) -> float | None:
+        """When ``calls`` more calls of a budget (its queue included) could all be sent, by the windows
+        known now (local time); None for a budget not seen yet."""
+        b = self._budgets.get((user, endpoint))
+        if b is None or calls <= 0:
+            return None
+        return self._eta(b, self._clock(), max(b.queued(), calls) - 1)
+
+    async def aclose(self) -> None:
+        """Stop the timers, end every waiting call with an error (none of them was sent), try once more
+        to hand the store what it still owes, and close it."""
+        self._closed = True
+        for task in (self._refiner, self._flusher, *self._tasks):
+            if task is not None:
+                task.cancel()
+        self._wakeups.aclose()
+        self._refiner = self._flusher = None
+        for budget in self._budgets.values():
+            if budget.waiters is not None:
+                budget.waiters.fail_all(
+                    ClientClosed("the client was closed while this call waited for budget")
+                )
+        await self._flush_outbox()
+        await self._store.aclose()
+
+    # -- budgets ---------------------------------------------------------------------------------
+
+    def _budget(self, user: str, endpoint: str) -> _Budget:
+        key = (user, endpoint)
+        budget = self._budgets.pop(key, None)
+        if budget is None:
+            scopes, specs = self._rules.windows(user, endpoint)
+            budget = _Budget(user, endpoint, scopes, specs)
+            budget.touched = self._clock()
+            if endpoint not in self._totals:
+                self._totals[endpoint] = Counters()
+            self._expire()
+        self._budgets[key] = budget  # most recently used last, so idle budgets gather at the front
+        return budget
+
+    def _expire(self) -> None:
+        """Drop up to two idle budgets whose windows have surely ended: they hold nothing worth keeping."""
+        now = self._clock()
+        for _ in range(2):
+            if len(self._budgets) < 2:
+                return
+            key = next(iter(self._budgets))
+            b = self._budgets[key]
+            if b.in_flight or b.state is not State.IDLE or b.queued():
+                return
+            if now < b.touched + Rules.span(b.specs):
+                return
+            del self._budgets[key]
+
+    def _skew(self) -> tuple[float, float] | None:
+        return self.server_clock.bounds
+
+    # -- granting --------------------------------------------------------------------------------
+
+    async def _enter(self, budget: _Budget, max_wait: float | None) -> Permit:
+        """Grant at once if nobody is ahead and the windows have room; else queue the call."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if budget.queued() or self._ring or self._in_flight >= self.max_in_flight:
+            return await self._wait(budget, max_wait, None)
+        now = self._clock()
+        news = self._news
+        specs = budget.specs
+        self._in_flight += 1
+        budget.in_flight += 1
+        taken = None
+        try:
+            if self._sync:  # the hot path: no coroutine for a store that answers at once
+                taken = self._store.take_now(specs, 1, now, self._skew())
+            else:
+                taken = await self._take(specs, 1, now)
+        finally:
+            if taken is None or not taken.granted:
+                self._in_flight -= 1
+                budget.in_flight -= 1
+        if taken.granted:
+            budget.touched = now
+            return Permit(budget, len(specs), now, taken.ticket)
+        return await self._wait(budget, max_wait, (taken, now, news))
+
+    async def _take(self, specs: Sequence[WindowSpec], n: int, now: float) -> Taken:
+        if self._sync:
+            return self._store.take_now(specs, n, now, self._skew())
+        self._reserved += n  # slots held while the store is asked are not reported in flight
+        try:
+            taken = await self._store.take(specs, n, now, self._skew())
+        finally:
+            self._reserved -= n
+        if self._outbox and self._flusher is None:  # the store answers again: replay what it owes
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_outbox(patient=True))
+        return taken
+
+    def _eta(self, budget: _Budget, now: float, position: int) -> float:
+        """When the call at ``position`` in the budget's queue should be sent, by the known windows.
+
+        A window still being learned counts its known or documented limit as room: the probe's answer
+        comes within a round trip, and the calls that fit go right after it.
+        """
+        eta = now
+        for view in self._store.view(budget.specs, now, self._skew()):
+            room = max(0, view.room) - (budget.in_flight if view.probing else 0)
+            if position < room:
+                continue
+            per_window = view.limit if view.limit and view.limit > 0 else 1
+            later = (position - max(room, 0)) // per_window
+            start = view.reset if view.reset is not None else now + view.seconds
+            eta = max(eta, start + self.reset_margin + later * view.seconds)
+        return eta
+
+    async def _wait(
+        self, budget: _Budget, max_wait: float | None, refused: tuple[Taken, float, int] | None
+    ) -> Permit:
+        """Queue the call. ``refused`` is the store's no to the fast path, with when it was asked and the
+        news count then."""
+        now = self._clock()
+        if budget.waiters is None:
+            budget.waiters = Waiters()
+        position = budget.waiters.live
+        if max_wait is not None:
+            eta = self._eta(budget, now, position)
+            if eta - now > max_wait:
+                self._refuse(budget)
+                raise RateLimited(
+                    429,
+                    retry_at=eta,
+                    message=f"{budget.endpoint}: would wait {eta - now:.1f}s (max_wait {max_wait}s)",
+                )
+        future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
+        budget.waiters.push(future, None if max_wait is None else now + max_wait)
+        if refused is not None and position == 0 and budget.state is State.IDLE:
+            if not self._park(budget, *refused):  # the store just said no: wait for what it named
+                self._kick(budget)
+        elif budget.state is State.IDLE:
+            self._kick(budget)
+        self._waiting += 1
+        try:
+            permit = await future
+        except asyncio.CancelledError:
+            if not future.done() or future.cancelled():
+                budget.waiters.left()
+            elif future.exception() is None:
+                self._refund(future.result())  # granted just as it was cancelled: give the room back
+            raise
+        finally:
+            self._waiting -= 1
+        waited = permit.granted_at - now
+        budget.waited += waited
+        self._totals[budget.endpoint].waited += waited
+        return permit
+
+    def _refuse(self, budget: _Budget) -> None:
+        budget.rejected += 1
+        self._totals[budget.endpoint].rejected += 1
+
+    def _kick(self, budget: _Budget) -> None:
+        """Have the budget's queue drained: by a new task, or by the one already at it."""
+        if budget.state in _BUSY:
+            if budget.state is State.DRAINING:
+                budget.state = State.AGAIN
+            return
+        budget.state = State.DRAINING
+        self._spawn(self._drain(budget))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, budget: _Budget) -> None:
+        """Grant the budget's waiters in FIFO order while its windows and the in-flight bound allow.
+
+        Asks the store for as many grants as there are waiters and free slots in one call; when others
+        wait for a slot, takes one and goes to the back of the ring, so slots are shared round-robin.
+        """
+        waiters = budget.waiters
+        try:
+            while waiters is not None and waiters.live:
+                if budget.state is State.HANDED:
+                    self._ring.used()
+                budget.state = State.DRAINING
+                free = self.max_in_flight - self._in_flight - self._ring.kept
+                if free <= 0:
+                    self._to_ring(budget)
+                    return
+                want = 1 if self._ring else min(waiters.live, free)
+                now = self._clock()
+                news = self._news
+                specs = budget.specs  # X may name a new window while the store answers
+                self._in_flight += want
+                budget.in_flight += want
+                try:
+                    taken = await self._take(specs, want, now)
+                except Exception as exc:
+                    self._in_flight -= want
+                    budget.in_flight -= want
+                    self._fail(budget, exc)
+                    return
+                unused = want
+                for _ in range(taken.granted):
+                    future = waiters.pop()
+                    if future is None:
+                        break
+                    future.set_result(Permit(budget, len(specs), now, taken.ticket))
+                    unused -= 1
+                if unused:
+                    self._in_flight -= unused
+                    budget.in_flight -= unused
+                if unused > want - taken.granted:  # waiters left while the store answered
+                    await self._give_back(budget, specs, unused - (want - taken.granted), taken.ticket)
+                if taken.granted:
+                    budget.touched = now
+                if taken.granted < want:
+                    if budget.state is not State.AGAIN and self._park(budget, taken, now, news):
+                        return
+                elif self._ring and waiters.live:
+                    self._to_ring(budget)
+                    return
+        finally:
+            if budget.state is State.HANDED:  # the slot kept for it went unused: the next gets it
+                self._ring.used()
+                budget.state = State.IDLE
+                self._hand_on()
+            elif budget.state in _BUSY:
+                budget.state = State.IDLE
+
+    def _to_ring(self, budget: _Budget) -> None:
+        budget.state = State.READY
+        self._ring.join(budget)
+
+    def _fail(self, budget: _Budget, exc: Exception) -> None:
+        """The store failed: every call waiting on this budget gets the error (nothing was sent)."""
+        log.warning("rate-limit store failed for %s: %s", budget.endpoint, exc)
+        if budget.waiters is not None:
+            budget.waiters.fail_all(exc if isinstance(exc, XError) else StoreUnavailable(str(exc)))
+
+    def _park(self, budget: _Budget, taken: Taken, now: float, news: int) -> bool:
+        """Wait for the time the store named or, with none, for an answer in the window it named.
+
+        ``news`` is the news count when the store was asked. False when that answer has come since (a
+        shared store's news can overtake its reply): the budget should ask again rather than wait.
+        """
+        if taken.wake_at is not None:
+            deadline = taken.wake_at + self.reset_margin
+            state = State.PARKED
+        else:
+            key = taken.waiting_on or budget.specs[0].key
+            if max(self._answered.get(key, -1), self._resynced) > news:
+                return False
+            blocked = self._blocked.setdefault(key, [])
+            if budget not in blocked:
+                blocked.append(budget)
+            budget.blocked_on = key
+            # Should that answer never come (its process died), its grant stops counting by then.
+            seconds = next((s.seconds for s in budget.specs if s.key == key), 900.0)
+            deadline, state = now + min(seconds, self.flight_ttl), State.BLOCKED
+        if (
+            budget.wake_at is not None
+            and budget.wake_at <= deadline
+            and budget.state
+            in (
+                State.PARKED,
+                State.BLOCKED,
+            )
+        ):
+            return True
+        budget.state = state
+        budget.wake_at = deadline
+        self._wakeups.schedule(deadline, budget)
+        if state is State.PARKED:
+            self._expire_waiters(budget, deadline)
+            self._maybe_refine(now)
+        return True
+
+    def _expire_waiters(self, budget: _Budget, wake: float) -> None:
+        """Calls admitted on an estimate that proved short (a limit learned while they queued) leave as
+        soon as their wait is known to pass their ``max_wait``, spending nothing."""
+        if budget.waiters is None:
+            return
+        for _ in budget.waiters.expire(wake):
+            self._refuse(budget)
+
+    def _woken(self, budget: _Budget, deadline: float) -> None:
+        if budget.wake_at != deadline or budget.state not in (State.PARKED, State.BLOCKED):
+            return  # superseded by an earlier wake-up, or woken by news
+        budget.wake_at = None
+        budget.blocked_on = None
+        budget.state = State.IDLE
+        self._kick(budget)
+
+    def _maybe_refine(self, now: float) -> None:
+        """Start the clock probes if budgets wait long enough and the server's clock is known roughly."""
+        first = self._wakeups.first()
+        if (
+            self._probe is not None
+            and self._refiner is None
+            and first is not None
+            and first - now > 1.5
+            and self.server_clock.worth_refining()
+        ):
+            self._refiner = asyncio.get_running_loop().create_task(self._refine_clock())
+
+    async def _refine_clock(self) -> None:
+        assert self._probe is not None
+        if await self.server_clock.refine(self._probe, self._clock, self._sleep, self._wakeups.first):
+            self._rewake()
+        self._refiner = None
+
+    def _rewake(self) -> None:
+        """Parked budgets ask the store again with the better clock estimate: they may wake earlier."""
+        for budget in self._wakeups:
+            if budget.state is State.PARKED:
+                budget.wake_at = None
+                budget.state = State.IDLE
+                self._kick(budget)
+
+    def _unblock(self, key: str | None) -> None:
+        """A window's answer came (None: any may have): budgets waiting for it ask the store again."""
+        self._news += 1
+        if key is None:
+            self._resynced = self._news
+            for each in list(self._blocked):
+                self._unblock(each)
+            return
+        answered = self._answered
+        answered[key] = self._news
+        if len(answered) > _ANSWER_MEMORY:
+            self._answered = {k: n for k, n in answered.items() if n > self._news - _ANSWER_MEMORY}
+        blocked = self._blocked.pop(key, None)
+        for budget in blocked or ():
+            if budget.blocked_on == key and budget.state is State.BLOCKED:
+                budget.blocked_on = None
+                budget.wake_at = None  # its fallback wake-up is superseded
+                budget.state = State.IDLE
+                self._kick(budget)
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    async def _finish(self, permit: Permit) -> None:
+        """Release a permit's room; with an answer, reconcile its windows with the headers."""
+        budget = permit.budget
+        now = self._clock()
+        answer = self._answer(budget, permit, now)
+        self._in_flight -= 1
+        budget.in_flight -= 1
+        budget.sent += 1
+        totals = self._totals[budget.endpoint]
+        totals.sent += 1
+        specs, held, skew = budget.specs, permit.held, self._skew()
+        back_at = None
+        try:
+            if self._sync:
+                back_at = self._store.settle_now(specs, held, answer, now, skew)
+            else:  # shielded: a caller cancelled now must not leave the answer unrecorded
+                back_at = await asyncio.shield(
+                    self._store.settle(specs, held, answer, now, skew, permit.ticket)
+                )
+        except Exception as exc:  # kept, and applied once the store answers again
+            log.warning("could not record an answer in the rate-limit store (kept for later): %s", exc)
+            self._keep(lambda: self._store.settle(specs, held, answer, now, skew, permit.ticket))
+        finally:
+            if self._blocked:
+                for spec in budget.specs[:held]:
+                    if spec.key in self._blocked:
+                        self._unblock(spec.key)
+            self._slot_freed(budget)
+        if answer is not None and answer.status == 429:
+            budget.rate_limited += 1
+            totals.rate_limited += 1
+            if back_at is not None:
+                permit.parked = True
+                permit.retry_at = back_at + self.reset_margin
+            log.warning(
+                "429 for %s of user %s; budget parked until %s",
+                budget.endpoint,
+                budget.user,
+                f"{back_at - now:.1f}s from now" if back_at is not None else "unknown",
+            )
+
+    def _answer(self, budget: _Budget, permit: Permit, now: float) -> Answer | None:
+        """The store's view of X's answer, learning the server's clock and new limits on the way."""
+        response = permit.answer
+        if response is None:
+            return None
+        if response.problems and not budget.warned:
+            budget.warned = True
+            log.warning(
+                "ignored impossible rate-limit headers for %s of user %s: %s",
+                budget.endpoint,
+                budget.user,
+                "; ".join(response.problems),
+            )
+        if response.date is not None:
+            self.server_clock.observe(response.date, permit.granted_at, now)
+            if len(self._wakeups) and self._refiner is None:
+                self._maybe_refine(now)  # budgets parked before the clock was known
+        readings = response.limits
+        per_window: Sequence[LimitReading | None] = _NO_READINGS
+        if readings:
+            for scope, reading in readings.items():
+                if scope not in budget.scopes:
+                    self._adopt(budget, scope)
+                self._rules.learn(budget.endpoint, scope, reading.limit)
+            per_window = [readings.get(s or "") for s in budget.scopes]
+        status = response.status
+        return Answer(status, per_window, response.retry_after if status == 429 else None)
+
+    def _adopt(self, budget: _Budget, scope: str) -> None:
+        """A response names a limit this budget had no window for (a 24-hour cap): track it from now on."""
+        spec, shared = self._rules.adopt(budget.user, budget.endpoint, scope)
+        targets = [budget]
+        if shared:
+            targets += [
+                b for b in self._budgets.values() if b.endpoint == budget.endpoint and b is not budget
+            ]
+        for b in targets:
+            b.scopes, b.specs = (*b.scopes, scope), (*b.specs, spec)
+
+    def _refund(self, permit: Permit) -> None:
+        """Undo a grant that was never used (its caller was cancelled first)."""
+        budget = permit.budget
+        permit.done = True
+        self._in_flight -= 1
+        budget.in_flight -= 1
+        self._spawn(self._give_back(budget, budget.specs[: permit.held], 1, permit.ticket, freed=True))
+
+    async def _give_back(
+        self, budget: _Budget, specs: Sequence[WindowSpec], n: int, ticket: object, freed: bool = False
+    ) -> None:
+        now, skew = self._clock(), self._skew()
+        try:
+            if self._sync:
+                self._store.refund_now(specs, n, now, skew)
+            else:
+                await self._store.refund(specs, n, now, skew, ticket)
+        except Exception as exc:
+            log.warning("could not give unused budget back to the rate-limit store (kept for later): %s", exc)
+            self._keep(lambda: self._store.refund(specs, n, now, skew, ticket))
+        if freed:
+            self._slot_freed(budget)
+
+    def _keep(self, replay: Callable[[], Awaitable[object]]) -> None:
+        """Keep a settle or refund the store could not take, and replay it once the store answers."""
+        self._outbox.append(replay)
+        if self._flusher is None and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_outbox(patient=True))
+
+    async def _flush_outbox(self, patient: bool = False) -> None:
+        """Replay kept settles and refunds in order; with ``patient``, retry with backoff until done."""
+        delay, longest = _OUTBOX_RETRY
+        while self._outbox:
+            try:
+                await self._outbox[0]()
+            except Exception:
+                if not patient or self._closed:
+                    return
+                await self._sleep(delay)
+                delay = min(delay * 2, longest)
+                continue
+            self._outbox.popleft()
+            delay = _OUTBOX_RETRY[0]
+        if patient:
+            self._flusher = None
+
+    def _hand_on(self) -> None:
+        """Keep a free slot for the budget whose turn it is in the ring, and have it drained."""
+        nxt = self._ring.next()
+        if nxt is not None:
+            nxt.state = State.HANDED
+            self._spawn(self._drain(nxt))
+
+    def _slot_freed(self, budget: _Budget) -> None:
+        """An in-flight slot and the budget's room came back: the next budget in the ring goes first."""
+        self._hand_on()
+        if budget.queued() and budget.state is State.IDLE:
+            self._kick(budget)
