@@ -153,6 +153,8 @@ class Client:
             max_in_flight=max_in_flight,
             clock_probe=self._probe_clock,
             store=store,
+            # The longest a request can be in flight: past it, a grant whose process died stops counting.
+            flight_ttl=timeouts.connect + timeouts.total + 5.0,
         )
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -146,8 +146,13 @@ class AiohttpTransport:
         if self._closed:
             raise ClientClosed("the transport is closed")
         connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
+        written = aiohttp.TraceConfig()
+        written.on_request_headers_sent.append(_note_written)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            skip_auto_headers=("User-Agent",),
+            trace_configs=[written],
         )
         return self._session
 
@@ -161,6 +166,7 @@ class AiohttpTransport:
                     "the aiohttp session given to the client was closed while the client still uses it"
                 )
             )
+        written = _Written()
         try:
             async with session.request(
                 request.method,
@@ -169,10 +175,13 @@ class AiohttpTransport:
                 data=request.body,
                 allow_redirects=False,
                 ssl=self._ssl,
+                trace_request_ctx=written,
             ) as resp:
-                if self._owns_session:
-                    # sock_read bounds each wait for the answer; this bounds a body that trickles in.
-                    body = await asyncio.wait_for(resp.read(), self._body_timeout)
+                if self._owns_session and written.at is not None:
+                    # sock_read bounded the wait for the answer's head; the whole answer is due within
+                    # ``total`` of the write, however slowly its body trickles in.
+                    left = self._body_timeout - (asyncio.get_running_loop().time() - written.at)
+                    body = await asyncio.wait_for(resp.read(), max(left, 0.0))
                 else:
                     body = await resp.read()
                 return Response(resp.status, resp.headers, body)
@@ -201,6 +210,21 @@ class AiohttpTransport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
+
+
+class _Written:
+    """When a request's head was written (loop time), noted by a trace hook of the session."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+
+async def _note_written(session: aiohttp.ClientSession, context: Any, params: object) -> None:
+    written = context.trace_request_ctx
+    if isinstance(written, _Written):
+        written.at = asyncio.get_running_loop().time()
 
 
 Handler = Callable[[WireRequest], Awaitable[Response]]

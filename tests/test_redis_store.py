@@ -9,6 +9,7 @@ import pytest
 import tenacity
 
 import asyncx
+from asyncx._ratelimit import Scheduler
 from asyncx.testing import FakeX
 from tests.redis_server import RedisServer, free_port
 from tests.redis_worker import makespan, run_workers
@@ -132,8 +133,12 @@ async def test_redis_restart_mid_run_completes_and_posts_nothing_twice(
         async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
             users = [fake.users.create() for _ in range(4)]
             store = asyncx.RedisStore(server.url, prefix=redis_prefix, timeout=0.5)
-            # Enough attempts that random backoff cannot use them all up inside the outage.
-            patient = asyncx.RetryPolicy(stop=tenacity.stop_after_attempt(20))
+            # Short backoff, many attempts: the outage is waited out in small steps, never by a long sleep.
+            patient = asyncx.RetryPolicy(
+                stop=tenacity.stop_after_attempt(100),
+                wait=tenacity.wait_random_exponential(multiplier=0.02, max=0.2),
+                deadline=20.0,
+            )
             async with fake.client(
                 rate_limits={"create_tweet": asyncx.RateLimit(limit, window)}, store=store, retry=patient
             ) as client:
@@ -141,12 +146,32 @@ async def test_redis_restart_mid_run_completes_and_posts_nothing_twice(
                 while len(fake.posts) < 12:  # the first window's posts are in
                     await asyncio.sleep(0.01)
                 server.stop()
-                await asyncio.sleep(1.2)  # down across a reset: waiting calls wake to no store
+                down_at = fake.now()
+                # Down across a reset: waiting calls wake to no store. Wait for the failure itself.
+                while "unreachable" not in caplog.text or fake.now() < down_at + window:
+                    await asyncio.sleep(0.05)
                 server.start()  # empty: the restarted Redis remembers nothing
-                await job
-        assert "unreachable" in caplog.text
+                await asyncio.wait_for(job, 15)
         texts = [p.text for p in fake.posts.values()]
         assert len(texts) == len(set(texts)) == 36
         assert fake.count(403) == 0  # no duplicate refused either: nothing was sent twice
     finally:
         server.close()
+
+
+async def test_a_worker_that_dies_mid_probe_holds_others_only_for_the_flight_ttl(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """The first send of an unknown window is out when its process dies: the others wait for its
+    answer, but no longer than the flight TTL (not the whole 15-minute window)."""
+    loop = asyncio.get_running_loop()
+    first = asyncx.RedisStore(redis_server.url, prefix=redis_prefix)
+    dead = Scheduler(store=first, flight_ttl=0.5)
+    await dead.acquire("u", "curate_collection").__aenter__()  # granted; its process "dies" here
+    await first.aclose()
+    other = Scheduler(store=asyncx.RedisStore(redis_server.url, prefix=redis_prefix), flight_ttl=0.5)
+    started = loop.time()
+    async with other.acquire("u", "curate_collection"):
+        waited = loop.time() - started
+    await other.aclose()
+    assert 0.3 <= waited < 3.0

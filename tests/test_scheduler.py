@@ -268,15 +268,33 @@ async def test_cancelled_waiter_spends_nothing_and_leaves_no_trace() -> None:
 
 
 async def test_cancel_right_after_grant_returns_the_room() -> None:
+    """A call granted and cancelled before it ran gives its slot and its window count back."""
     clock = ManualClock(T0)
-    s = _scheduler(clock, create_tweet=asyncx.RateLimit(1, 10.0))
-    async with s.acquire("u", "create_tweet"):
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(5, 10.0)},
+        clock=clock.time,
+        sleep=clock.sleep,
+        store=STORE[0](),
+        max_in_flight=1,
+    )
+    async with s.acquire("u", "create_tweet") as permit:
         waiter = asyncio.create_task(s.acquire("u", "create_tweet").__aenter__())
-        await asyncio.sleep(0)
-    # The first permit ended without an answer; the waiter has not run yet when we cancel it.
+        for _ in range(3):
+            await asyncio.sleep(0)  # queued behind the in-flight slot
+        permit.settle(_answer(asyncx.Response(201, {}, b"{}")))
+    while s.in_flight == 0:
+        await asyncio.sleep(0)  # the freed slot goes to the waiter: granted, but it has not run yet
+    assert s.waiting == 1 and not waiter.done()
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
+    await clock.advance(0)
     assert s.in_flight == 0
+    for _ in range(4):  # the window holds the first send only: four more go at once
+        async with s.acquire("u", "create_tweet", max_wait=0.0):
+            pass
+    with pytest.raises(asyncx.RateLimited):
+        async with s.acquire("u", "create_tweet", max_wait=0.0):
+            pass
 
 
 async def test_idle_budgets_expire() -> None:
@@ -546,3 +564,87 @@ async def test_news_of_an_answer_that_overtakes_the_stores_reply_is_not_missed()
         await clock.advance(0)
         assert second.done()  # not parked for a window waiting for news it already had
     assert s.in_flight == 1  # the second call's grant, still held
+
+
+async def test_max_wait_admits_exactly_what_fits_a_window_still_being_learned() -> None:
+    """300 concurrent calls with max_wait against a fresh, documented 100-per-window budget: the 100
+    that fit run (one probe, then the rest), the 200 that would wait a window are refused at once."""
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 100, 900.0)
+    s = _scheduler(clock)
+
+    async def call() -> bool:
+        try:
+            async with s.acquire("u", "create_tweet", max_wait=5.0) as permit:
+                permit.settle(_answer(server.answer()))
+        except asyncx.RateLimited:
+            return False
+        return True
+
+    tasks = [asyncio.create_task(call()) for _ in range(300)]
+    await clock.advance(0)
+    results = await asyncio.gather(*tasks)
+    assert sum(results) == 100 and server.statuses == [200] * 100
+    assert s.stats("u", "create_tweet").rejected == 200
+
+
+async def test_calls_admitted_on_a_guess_leave_once_a_smaller_limit_shows_their_wait() -> None:
+    """The documented 100 let ten calls queue; X says 3 per window: seven leave, spending nothing."""
+    clock = ManualClock(T0)
+    server = WindowModel(clock, 3, 900.0)
+    s = _scheduler(clock)
+
+    async def call() -> bool:
+        try:
+            async with s.acquire("u", "create_tweet", max_wait=5.0) as permit:
+                permit.settle(_answer(server.answer()))
+        except asyncx.RateLimited:
+            return False
+        return True
+
+    tasks = [asyncio.create_task(call()) for _ in range(10)]
+    await clock.advance(0)
+    results = await asyncio.gather(*tasks)
+    assert sum(results) == 3 and server.statuses == [200] * 3
+    assert clock.time() == T0  # refused at once, not after waiting
+
+
+class FlakySettleStore(YieldingStore):
+    """A networked-like store whose settles fail while it is down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def settle(self, *args: Any) -> float | None:
+        if self.down:
+            raise asyncx.StoreUnavailable("down")
+        return await super().settle(*args)
+
+
+async def test_a_settle_the_store_missed_is_kept_and_applied_when_it_answers_again() -> None:
+    """Otherwise the window stays "in flight" with no reset, and the budget stalls."""
+    clock = ManualClock(T0)
+    store = FlakySettleStore()
+    s = Scheduler(
+        {"create_tweet": asyncx.RateLimit(1, 10.0)}, clock=clock.time, sleep=clock.sleep, store=store
+    )
+    store.down = True
+    headers = {
+        "x-rate-limit-limit": "1",
+        "x-rate-limit-remaining": "0",
+        "x-rate-limit-reset": str(int(T0) + 10),
+    }
+    async with s.acquire("u", "create_tweet") as permit:
+        permit.settle(_answer(asyncx.Response(201, headers, b"{}")))
+    assert s.pending == 1
+    spec = asyncx.WindowSpec("u\x1fcreate_tweet\x1fwindow", 1, 10.0)
+    assert store.view([spec], T0, None)[0].room == 0  # still counted in flight
+    store.down = False
+    await clock.advance(0.3)  # the outbox retries with backoff
+    assert s.pending == 0
+    assert store.view([spec], T0 + 0.3, None)[0].reset == T0 + 10  # the answer did reach the store
+    await clock.advance(10)
+    async with s.acquire("u", "create_tweet", max_wait=0.0):  # the next window is open
+        pass
+    await s.aclose()

@@ -361,11 +361,11 @@ class Scheduler:
         """
         eta = now
         for view in self._store.view(budget.specs, now, self._skew()):
-            room = max(0, view.room) - (budget.in_flight if view.probing else 0)
+            room = max(0, view.room)
             if position < room:
                 continue
             per_window = view.limit if view.limit and view.limit > 0 else 1
-            later = (position - max(room, 0)) // per_window
+            later = (position - room) // per_window
             start = view.reset if view.reset is not None else now + view.seconds
             eta = max(eta, start + self.reset_margin + later * view.seconds)
         return eta
