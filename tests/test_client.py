@@ -218,3 +218,30 @@ async def test_a_429_is_an_empty_window_whatever_remaining_says() -> None:
         await asyncio.gather(*(client.create_tweet(text=f"p{i}", user=BOB) for i in range(5)))
     assert len(sent) == 6
     assert all(t >= 1_700_000_060.0 for t in sent[1:])  # nothing went before the reset
+
+
+async def test_one_users_garbage_blocks_neither_another_user_nor_the_app() -> None:
+    """Alice's answers claim her and the app's 24-hour windows are spent for ten years."""
+    now = [1_700_000_000.0]
+    poison = {
+        "x-rate-limit-limit": "100",
+        "x-rate-limit-remaining": "0",
+        "x-rate-limit-reset": str(int(now[0]) + 10 * 365 * 86_400),
+        "x-app-limit-24hour-limit": "10000",
+        "x-app-limit-24hour-remaining": "0",
+        "x-app-limit-24hour-reset": str(int(now[0]) + 10 * 365 * 86_400),
+    }
+    alice, bob = (
+        asyncx.BearerUser(access_token="a", user_id="1"),
+        asyncx.BearerUser(access_token="b", user_id="2"),
+    )
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        headers = poison if request.headers["Authorization"] == "Bearer a" else {}
+        return asyncx.Response(201, headers, CREATED.body)
+
+    async with _client(handler, clock=lambda: now[0]) as client:
+        for _ in range(3):
+            await asyncio.wait_for(client.create_tweet(text="a", user=alice, max_wait=1.0), 2)
+            await asyncio.wait_for(client.create_tweet(text="b", user=bob, max_wait=1.0), 2)
+    assert client.rate_stats().rejected == 0

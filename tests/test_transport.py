@@ -179,3 +179,28 @@ def test_oauth1_signs_an_ipv6_host_with_brackets() -> None:
 
     assert _base_uri("http://[::1]:8080/1.1/x.json") == "http%3A%2F%2F%5B%3A%3A1%5D%3A8080%2F1.1%2Fx.json"
     assert _base_uri("https://[2001:DB8::1]/a") == "https%3A%2F%2F%5B2001%3Adb8%3A%3A1%5D%2Fa"
+
+
+async def test_a_body_that_trickles_in_is_cut_at_the_timeout(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """Each byte arrives within the read timeout, but the whole answer takes too long."""
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=201)
+        await response.prepare(request)
+        for _ in range(40):
+            await response.write(b" ")
+            await asyncio.sleep(0.05)
+        return response
+
+    url = await serve(trickle)
+    transport = AiohttpTransport(timeouts=asyncx.Timeouts(total=0.5))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(asyncx.TransportError) as info:
+            await transport.send(_post(url))
+    finally:
+        await transport.aclose()
+    assert loop.time() - started < 1.5 and info.value.maybe_delivered is True
