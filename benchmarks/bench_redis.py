@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncx  # noqa: E402
-from asyncx._ratelimit import Scheduler  # noqa: E402
+from asyncx._ratelimit import Scheduler, read_answer  # noqa: E402
 from asyncx.testing import FakeX  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.redis_worker import makespan, run_workers  # noqa: E402
@@ -42,7 +42,7 @@ async def throughput(store: asyncx.Store | None, calls: int, concurrency: int) -
         "x-rate-limit-reset": str(int(now) + 900),
         "date": formatdate(now, usegmt=True),
     }
-    response = asyncx.Response(201, headers, b"")
+    response = read_answer(201, headers, now)
     names = [f"user{i}" for i in range(1000)]
     latencies: list[float] = []
 

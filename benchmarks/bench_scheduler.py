@@ -18,21 +18,22 @@ from email.utils import formatdate
 
 import asyncx
 from asyncx import MemoryStore
-from asyncx._ratelimit import Scheduler
+from asyncx._ratelimit import Scheduler, ServerAnswer, read_answer
 from asyncx.testing import ManualClock
 
 T0 = 1_700_000_000.0
 LIMIT = asyncx.RateLimit(1_000_000, 900.0)
 
 
-def response(clock: ManualClock) -> asyncx.Response:
+def response(clock: ManualClock) -> ServerAnswer:
+    """X's answer, read once as the client reads each one (reading it is timed in bench_client_cpu)."""
     headers = {
         "x-rate-limit-limit": "1000000",
         "x-rate-limit-remaining": "999000",
         "x-rate-limit-reset": str(int(clock.time()) + 900),
         "date": formatdate(clock.time(), usegmt=True),
     }
-    return asyncx.Response(201, headers, b"")
+    return read_answer(201, headers, clock.time())
 
 
 async def per_acquire(users: int, rounds: int) -> float:
@@ -88,6 +89,27 @@ async def idle_memory(users: int) -> tuple[float, int, int, int, int]:
     return per_budget, held, len(s), windows, len(store)
 
 
+async def backlog(calls: int) -> float:
+    """CPU per call (us) to queue ``calls`` calls behind one budget with no room: O(1) means flat."""
+    clock = ManualClock(T0)
+    s = Scheduler({"create_tweet": asyncx.RateLimit(1, 900.0)}, clock=clock.time, sleep=clock.sleep)
+    async with s.acquire("u", "create_tweet"):
+        pass
+    gc.collect()
+    gc.disable()  # the collector's passes over many live tasks would hide what the scheduler costs
+    start = time.process_time()
+    tasks = [asyncio.ensure_future(s.acquire("u", "create_tweet").__aenter__()) for _ in range(calls)]
+    while s.waiting < calls:
+        await asyncio.sleep(0)
+    elapsed = time.process_time() - start
+    gc.enable()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await s.aclose()
+    return elapsed / calls * 1e6
+
+
 async def main() -> None:
     base = await semaphore_baseline(200_000)
     print(f"baseline asyncio.Semaphore acquire/release: {base:6.2f} us")
@@ -97,6 +119,9 @@ async def main() -> None:
         print(
             f"acquire+settle with {users:>7,} users holding budgets: {us:6.2f} us  ({ratio:5.1f}x semaphore)"
         )
+    small, large = await backlog(2_500), await backlog(20_000)
+    print(f"queueing behind one budget: {small:.1f} us per call at 2,500, {large:.1f} us at 20,000")
+    print(f"  (ratio {large / small:.2f}: O(1) per call keeps it near 1)")
     per_budget, held, after, windows, windows_after = await idle_memory(100_000)
     print(f"memory per idle budget: {per_budget:,.0f} bytes (100,000 budgets)")
     print(f"idle expiry: {held:,} budgets held; after their windows ended and 100,000 more came: {after:,}")
