@@ -20,7 +20,7 @@ import tenacity
 
 from . import _retry
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
-from ._delivery import Call, OnAttempt
+from ._delivery import Call, OnAttempt, may_have_landed
 from ._endpoints import endpoint_for
 from ._errors import (
     APIError,
@@ -464,8 +464,13 @@ class Client:
             max_wait = None if deadline is None else max(0.0, deadline - self._clock())
             async with self.scheduler.acquire(user.key, endpoint.name, max_wait=max_wait) as permit:
                 wire = self._sign(call, user)
-                call.writes()
-                response = await self._transport.send(wire)
+                try:
+                    call.writes()
+                    response = await self._transport.send(wire)
+                except Exception as exc:
+                    if not may_have_landed(exc):
+                        permit.unused()  # nothing reached X (refused connection, a failing hook)
+                    raise
                 call.answered()
                 permit.settle(read_answer(response.status, response.headers, self._clock()))
             if response.status != 429 or not permit.parked:

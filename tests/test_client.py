@@ -245,3 +245,23 @@ async def test_one_users_garbage_blocks_neither_another_user_nor_the_app() -> No
             await asyncio.wait_for(client.create_tweet(text="a", user=alice, max_wait=1.0), 2)
             await asyncio.wait_for(client.create_tweet(text="b", user=bob, max_wait=1.0), 2)
     assert client.rate_stats().rejected == 0
+
+
+async def test_a_send_that_never_reached_x_gives_its_budget_back() -> None:
+    """A refused connection writes nothing: the retry finds the window's room untouched."""
+    refused = asyncx.TransportError("refused", maybe_delivered=False)
+    limits = {"create_tweet": asyncx.RateLimit(1, 900)}
+    async with _client(_steps(refused, CREATED), rate_limits=limits) as client:
+        await asyncio.wait_for(client.create_tweet(text="hi", user=BOB, max_wait=0.0), 2)
+        assert client.rate_stats(BOB).sent == 1
+
+
+async def test_a_failing_on_attempt_hook_sends_nothing_and_spends_nothing() -> None:
+    def broken(_: asyncx.Attempt) -> None:
+        raise OSError("journal disk full")
+
+    limits = {"create_tweet": asyncx.RateLimit(1, 900)}
+    async with _client(_steps(CREATED), rate_limits=limits) as client:
+        with pytest.raises(OSError):
+            await client.send(asyncx.CreateTweet(text="hi"), user=BOB, on_attempt=broken)
+        await asyncio.wait_for(client.create_tweet(text="hi", user=BOB, max_wait=0.0), 2)

@@ -106,7 +106,7 @@ class Permit:
     the call should be queued again. ``retry_at`` is when budget is expected back (local time).
     """
 
-    __slots__ = ("answer", "budget", "done", "granted_at", "held", "parked", "retry_at", "ticket")
+    __slots__ = ("answer", "budget", "done", "granted_at", "held", "parked", "retry_at", "returned", "ticket")
 
     def __init__(self, budget: _Budget, held: int, granted_at: float, ticket: object) -> None:
         self.budget = budget
@@ -117,11 +117,17 @@ class Permit:
         self.done = False
         self.parked = False
         self.retry_at: float | None = None
+        self.returned = False
 
     def settle(self, answer: ServerAnswer) -> None:
         """Record X's answer; the scheduler reads it when the ``async with`` block ends."""
         if self.answer is None:
             self.answer = answer
+
+    def unused(self) -> None:
+        """Nothing was sent (the connection was refused before the request was written): the grant is
+        given back when the ``async with`` block ends, as if it had never been made."""
+        self.returned = True
 
 
 class _Acquire:
@@ -600,6 +606,9 @@ class Scheduler:
 
     async def _finish(self, permit: Permit) -> None:
         """Release a permit's room; with an answer, reconcile its windows with the headers."""
+        if permit.returned:
+            self._refund(permit)
+            return
         budget = permit.budget
         now = self._clock()
         answer = self._answer(budget, permit, now)
