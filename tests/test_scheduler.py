@@ -566,6 +566,24 @@ async def test_news_of_an_answer_that_overtakes_the_stores_reply_is_not_missed()
     assert s.in_flight == 1  # the second call's grant, still held
 
 
+async def _concurrent(
+    s: Scheduler, clock: ManualClock, server: WindowModel, calls: int, max_wait: float
+) -> list[bool]:
+    """Start ``calls`` calls at once; which were sent (True) and which refused for ``max_wait``."""
+
+    async def call() -> bool:
+        try:
+            async with s.acquire("u", "create_tweet", max_wait=max_wait) as permit:
+                permit.settle(_answer(server.answer()))
+        except asyncx.RateLimited:
+            return False
+        return True
+
+    tasks = [asyncio.create_task(call()) for _ in range(calls)]
+    await clock.advance(0)
+    return await asyncio.gather(*tasks)
+
+
 async def test_max_wait_admits_exactly_what_fits_a_window_still_being_learned() -> None:
     """300 concurrent calls with max_wait against a fresh, documented 100-per-window budget: the 100
     that fit run (one probe, then the rest), the 200 that would wait a window are refused at once."""
@@ -573,17 +591,7 @@ async def test_max_wait_admits_exactly_what_fits_a_window_still_being_learned() 
     server = WindowModel(clock, 100, 900.0)
     s = _scheduler(clock)
 
-    async def call() -> bool:
-        try:
-            async with s.acquire("u", "create_tweet", max_wait=5.0) as permit:
-                permit.settle(_answer(server.answer()))
-        except asyncx.RateLimited:
-            return False
-        return True
-
-    tasks = [asyncio.create_task(call()) for _ in range(300)]
-    await clock.advance(0)
-    results = await asyncio.gather(*tasks)
+    results = await _concurrent(s, clock, server, 300, max_wait=5.0)
     assert sum(results) == 100 and server.statuses == [200] * 100
     assert s.stats("u", "create_tweet").rejected == 200
 
@@ -594,17 +602,7 @@ async def test_calls_admitted_on_a_guess_leave_once_a_smaller_limit_shows_their_
     server = WindowModel(clock, 3, 900.0)
     s = _scheduler(clock)
 
-    async def call() -> bool:
-        try:
-            async with s.acquire("u", "create_tweet", max_wait=5.0) as permit:
-                permit.settle(_answer(server.answer()))
-        except asyncx.RateLimited:
-            return False
-        return True
-
-    tasks = [asyncio.create_task(call()) for _ in range(10)]
-    await clock.advance(0)
-    results = await asyncio.gather(*tasks)
+    results = await _concurrent(s, clock, server, 10, max_wait=5.0)
     assert sum(results) == 3 and server.statuses == [200] * 3
     assert clock.time() == T0  # refused at once, not after waiting
 

@@ -688,12 +688,17 @@ class Scheduler:
             b.scopes, b.specs = (*b.scopes, scope), (*b.specs, spec)
 
     def _refund(self, permit: Permit) -> None:
-        """Undo a grant that was never used (its caller was cancelled first)."""
+        """Undo a grant that was never used (its caller was cancelled first, or nothing was sent)."""
         budget = permit.budget
         permit.done = True
         self._in_flight -= 1
         budget.in_flight -= 1
-        self._spawn(self._give_back(budget, budget.specs[: permit.held], 1, permit.ticket, freed=True))
+        specs = budget.specs[: permit.held]
+        if self._sync:  # at once, so a retry that follows finds the room
+            self._store.refund_now(specs, 1, self._clock(), self._skew())
+            self._refunded(budget, specs)
+        else:
+            self._spawn(self._give_back(budget, specs, 1, permit.ticket, freed=True))
 
     async def _give_back(
         self, budget: _Budget, specs: Sequence[WindowSpec], n: int, ticket: object, freed: bool = False
@@ -708,7 +713,15 @@ class Scheduler:
             log.warning("could not give unused budget back to the rate-limit store (kept for later): %s", exc)
             self._keep(lambda: self._store.refund(specs, n, now, skew, ticket))
         if freed:
-            self._slot_freed(budget)
+            self._refunded(budget, specs)
+
+    def _refunded(self, budget: _Budget, specs: Sequence[WindowSpec]) -> None:
+        """Room came back: budgets waiting on those windows ask again, and the slot goes on."""
+        if self._blocked:
+            for spec in specs:
+                if spec.key in self._blocked:
+                    self._unblock(spec.key)
+        self._slot_freed(budget)
 
     def _keep(self, replay: Callable[[], Awaitable[object]]) -> None:
         """Keep a settle or refund the store could not take, and replay it once the store answers."""
