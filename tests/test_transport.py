@@ -204,3 +204,32 @@ async def test_a_body_that_trickles_in_is_cut_at_the_timeout(
     finally:
         await transport.aclose()
     assert loop.time() - started < 1.5 and info.value.maybe_delivered is True
+
+
+async def test_a_redirected_token_refresh_sends_the_refresh_token_nowhere(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A 307 from the token endpoint must not carry the refresh token elsewhere, nor adopt its tokens."""
+    elsewhere: list[bytes] = []
+
+    async def thief(request: web.Request) -> web.Response:
+        elsewhere.append(await request.read())
+        return web.json_response({"access_token": "stolen", "refresh_token": "stolen-r"})
+
+    thief_url = await serve(thief)
+
+    async def api(request: web.Request) -> web.Response:
+        if request.path == "/2/oauth2/token":
+            return web.Response(status=307, headers={"Location": thief_url + "/2/oauth2/token"})
+        return web.json_response({"title": "Unauthorized", "status": 401}, status=401)
+
+    url = await serve(api)
+    refreshed: list[asyncx.BearerUser] = []
+    bob = asyncx.BearerUser(
+        access_token="old", user_id="1", refresh_token="r1", client_id="c", on_refresh=refreshed.append
+    )
+    async with asyncx.Client(base_url=url, retry=None) as client:
+        with pytest.raises(asyncx.Unauthorized):
+            await client.create_tweet(text="hi", user=bob)
+    assert elsewhere == [] and refreshed == []
+    assert bob.access_token == "old" and bob.refresh_token == "r1"

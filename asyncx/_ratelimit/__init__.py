@@ -8,6 +8,8 @@
     _wakeups    one timer for every parked budget
     _queues     each budget's FIFO of waiting calls, and the ring sharing in-flight slots
     _counters   sent, waited, 429s, refusals
+    _news       which budgets wait for the next answer in a window, and whether it already came
+    _outbox     settles and refunds the store could not take, replayed once it answers
     _store      the Store interface every store goes through, and the types that cross it
     _memory     MemoryStore: the counts in this process, and the window rules
     _redis      RedisStore: the same rules in Redis, one Lua script per operation (lua/)

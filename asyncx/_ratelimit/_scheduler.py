@@ -2,7 +2,8 @@
 
 It ties the parts together, each with one job: ``Rules`` (which windows a budget needs), the ``Store``
 (the windows' counts), ``ServerClock`` (X's clock), ``Wakeups`` (one timer), ``Waiters`` and ``Ring``
-(fair queues) and ``Counters``. A budget is one user's use of one endpoint, in exactly one ``State``:
+(fair queues), ``News`` (who waits for which window's answer), the ``Outbox`` (what the store still
+owes) and ``Counters``. A budget is one user's use of one endpoint, in exactly one ``State``:
 
 * calls for one budget are granted in FIFO order; a global ``max_in_flight`` is shared round-robin
   between budgets, so a user with a long backlog never delays another user's first call;
@@ -18,7 +19,6 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,8 @@ from ._answers import LimitReading, ServerAnswer
 from ._clock import ServerClock
 from ._counters import BudgetStats, Counters
 from ._memory import MemoryStore
+from ._news import News
+from ._outbox import Outbox
 from ._queues import Ring, Waiters
 from ._rules import Rules
 from ._store import Answer, Store, Taken, WindowSpec
@@ -39,10 +41,6 @@ __all__ = ["Permit", "Scheduler"]
 log = logging.getLogger("asyncx.scheduler")
 
 _NO_READINGS: tuple[None, ...] = ()
-#: How many pieces of news of answers are remembered: more than can overtake one store round trip.
-_ANSWER_MEMORY = 4096
-#: Backoff (seconds) for replaying settles and refunds the store could not take.
-_OUTBOX_RETRY = (0.25, 5.0)
 
 
 class State(enum.Enum):
@@ -196,13 +194,8 @@ class Scheduler:
         self._store: Store = MemoryStore() if store is None else store
         self._store.configure(flight_ttl=flight_ttl)
         self._sync = self._store.synchronous
-        self._store.subscribe(self._unblock)
-        self._blocked: dict[str, list[_Budget]] = {}  # window key -> budgets waiting for its answer
-        # News of answers, numbered as it comes, so a budget told "wait for an answer" can tell whether
-        # that answer already came while the store was replying.
-        self._news = 0
-        self._answered: dict[str, int] = {}  # window key -> number of the last news of an answer in it
-        self._resynced = -1  # number of the last time the store said news may have been missed
+        self._news: News[_Budget] = News(self._unblocked)
+        self._store.subscribe(self._news.heard)
         self._tasks: set[asyncio.Task[None]] = set()
         self._totals: dict[str, Counters] = {}
         self._in_flight = 0  # granted and unanswered, plus slots held while the store is asked
@@ -212,9 +205,7 @@ class Scheduler:
         self._wakeups: Wakeups[_Budget] = Wakeups(clock, sleep, self._woken)
         self._probe = clock_probe
         self._refiner: asyncio.Task[None] | None = None
-        # Settles and refunds the store could not take, replayed once it answers again.
-        self._outbox: deque[Callable[[], Awaitable[object]]] = deque()
-        self._flusher: asyncio.Task[None] | None = None
+        self._outbox = Outbox(sleep)
         self._closed = False
 
     # -- public ----------------------------------------------------------------------------------
@@ -274,17 +265,17 @@ class Scheduler:
         """Stop the timers, end every waiting call with an error (none of them was sent), try once more
         to hand the store what it still owes, and close it."""
         self._closed = True
-        for task in (self._refiner, self._flusher, *self._tasks):
+        for task in (self._refiner, *self._tasks):
             if task is not None:
                 task.cancel()
         self._wakeups.aclose()
-        self._refiner = self._flusher = None
+        self._refiner = None
         for budget in self._budgets.values():
             if budget.waiters is not None:
                 budget.waiters.fail_all(
                     ClientClosed("the client was closed while this call waited for budget")
                 )
-        await self._flush_outbox()
+        await self._outbox.aclose()
         await self._store.aclose()
 
     # -- budgets ---------------------------------------------------------------------------------
@@ -328,7 +319,7 @@ class Scheduler:
         if budget.queued() or self._ring or self._in_flight >= self.max_in_flight:
             return await self._wait(budget, max_wait, None)
         now = self._clock()
-        news = self._news
+        news = self._news.count
         specs = budget.specs
         self._in_flight += 1
         budget.in_flight += 1
@@ -355,8 +346,7 @@ class Scheduler:
             taken = await self._store.take(specs, n, now, self._skew())
         finally:
             self._reserved -= n
-        if self._outbox and self._flusher is None:  # the store answers again: replay what it owes
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_outbox(patient=True))
+        self._outbox.nudge()  # the store answers again: replay what it owes
         return taken
 
     def _eta(self, budget: _Budget, now: float, position: int) -> float:
@@ -453,7 +443,7 @@ class Scheduler:
                     return
                 want = 1 if self._ring else min(waiters.live, free)
                 now = self._clock()
-                news = self._news
+                news = self._news.count
                 specs = budget.specs  # X may name a new window while the store answers
                 self._in_flight += want
                 budget.in_flight += want
@@ -513,11 +503,8 @@ class Scheduler:
             state = State.PARKED
         else:
             key = taken.waiting_on or budget.specs[0].key
-            if max(self._answered.get(key, -1), self._resynced) > news:
+            if not self._news.wait(key, budget, news):
                 return False
-            blocked = self._blocked.setdefault(key, [])
-            if budget not in blocked:
-                blocked.append(budget)
             budget.blocked_on = key
             # Should that answer never come (its process died), its grant stops counting by then.
             seconds = next((s.seconds for s in budget.specs if s.key == key), 900.0)
@@ -582,25 +569,13 @@ class Scheduler:
                 budget.state = State.IDLE
                 self._kick(budget)
 
-    def _unblock(self, key: str | None) -> None:
-        """A window's answer came (None: any may have): budgets waiting for it ask the store again."""
-        self._news += 1
-        if key is None:
-            self._resynced = self._news
-            for each in list(self._blocked):
-                self._unblock(each)
-            return
-        answered = self._answered
-        answered[key] = self._news
-        if len(answered) > _ANSWER_MEMORY:
-            self._answered = {k: n for k, n in answered.items() if n > self._news - _ANSWER_MEMORY}
-        blocked = self._blocked.pop(key, None)
-        for budget in blocked or ():
-            if budget.blocked_on == key and budget.state is State.BLOCKED:
-                budget.blocked_on = None
-                budget.wake_at = None  # its fallback wake-up is superseded
-                budget.state = State.IDLE
-                self._kick(budget)
+    def _unblocked(self, budget: _Budget, key: str) -> None:
+        """The answer a budget waited for came: it asks the store again."""
+        if budget.blocked_on == key and budget.state is State.BLOCKED:
+            budget.blocked_on = None
+            budget.wake_at = None  # its fallback wake-up is superseded
+            budget.state = State.IDLE
+            self._kick(budget)
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -628,12 +603,9 @@ class Scheduler:
                 )
         except Exception as exc:  # kept, and applied once the store answers again
             log.warning("could not record an answer in the rate-limit store (kept for later): %s", exc)
-            self._keep(lambda: self._store.settle(specs, held, answer, now, skew, permit.ticket))
+            self._outbox.keep(lambda: self._store.settle(specs, held, answer, now, skew, permit.ticket))
         finally:
-            if self._blocked:
-                for spec in budget.specs[:held]:
-                    if spec.key in self._blocked:
-                        self._unblock(spec.key)
+            self._news.heard_any(spec.key for spec in specs[:held])
             self._slot_freed(budget)
         if answer is not None and answer.status == 429:
             budget.rate_limited += 1
@@ -711,40 +683,14 @@ class Scheduler:
                 await self._store.refund(specs, n, now, skew, ticket)
         except Exception as exc:
             log.warning("could not give unused budget back to the rate-limit store (kept for later): %s", exc)
-            self._keep(lambda: self._store.refund(specs, n, now, skew, ticket))
+            self._outbox.keep(lambda: self._store.refund(specs, n, now, skew, ticket))
         if freed:
             self._refunded(budget, specs)
 
     def _refunded(self, budget: _Budget, specs: Sequence[WindowSpec]) -> None:
         """Room came back: budgets waiting on those windows ask again, and the slot goes on."""
-        if self._blocked:
-            for spec in specs:
-                if spec.key in self._blocked:
-                    self._unblock(spec.key)
+        self._news.heard_any(spec.key for spec in specs)
         self._slot_freed(budget)
-
-    def _keep(self, replay: Callable[[], Awaitable[object]]) -> None:
-        """Keep a settle or refund the store could not take, and replay it once the store answers."""
-        self._outbox.append(replay)
-        if self._flusher is None and not self._closed:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_outbox(patient=True))
-
-    async def _flush_outbox(self, patient: bool = False) -> None:
-        """Replay kept settles and refunds in order; with ``patient``, retry with backoff until done."""
-        delay, longest = _OUTBOX_RETRY
-        while self._outbox:
-            try:
-                await self._outbox[0]()
-            except Exception:
-                if not patient or self._closed:
-                    return
-                await self._sleep(delay)
-                delay = min(delay * 2, longest)
-                continue
-            self._outbox.popleft()
-            delay = _OUTBOX_RETRY[0]
-        if patient:
-            self._flusher = None
 
     def _hand_on(self) -> None:
         """Keep a free slot for the budget whose turn it is in the ring, and have it drained."""

@@ -1,0 +1,136 @@
+"""The rate-limit parts alone: fair queues, wake-ups, news of answers, the outbox, reading answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import asyncx
+from asyncx._ratelimit import read_answer
+from asyncx._ratelimit._news import News
+from asyncx._ratelimit._outbox import Outbox
+from asyncx._ratelimit._queues import Ring, Waiters
+from asyncx._ratelimit._wakeups import Wakeups
+from asyncx.testing import ManualClock
+
+T0 = 1_700_000_000.0
+
+
+async def test_waiters_count_live_calls_in_constant_time_as_they_come_and_go() -> None:
+    loop = asyncio.get_running_loop()
+    waiters: Waiters[int] = Waiters()
+    futures = [loop.create_future() for _ in range(3)]
+    for f in futures:
+        waiters.push(f, None)
+    futures[1].cancel()
+    waiters.left()
+    assert waiters.live == 2
+    assert waiters.pop() is futures[0] and waiters.pop() is futures[2] and waiters.pop() is None
+    assert waiters.live == 0
+
+
+async def test_waiters_whose_deadline_comes_before_the_wake_leave_with_rate_limited() -> None:
+    loop = asyncio.get_running_loop()
+    waiters: Waiters[int] = Waiters()
+    patient, hurried, unbounded = loop.create_future(), loop.create_future(), loop.create_future()
+    waiters.push(patient, T0 + 100)
+    waiters.push(hurried, T0 + 5)
+    waiters.push(unbounded, None)
+    assert list(waiters.expire(T0 + 10)) == [hurried]
+    assert isinstance(hurried.exception(), asyncx.RateLimited) and waiters.live == 2
+    assert waiters.pop() is patient and waiters.pop() is unbounded
+
+
+def test_the_ring_keeps_a_slot_for_whoever_it_hands_one_to() -> None:
+    ring: Ring[str] = Ring()
+    ring.join("a")
+    ring.join("b")
+    assert ring.next() == "a" and ring.kept == 1
+    ring.used()
+    assert ring.next() == "b" and ring.next() is None and ring.kept == 1
+
+
+async def test_wakeups_fire_in_deadline_order_whatever_the_order_scheduled() -> None:
+    clock = ManualClock(T0)
+    woken: list[tuple[str, float]] = []
+    wakeups: Wakeups[str] = Wakeups(clock.time, clock.sleep, lambda item, at: woken.append((item, at)))
+    wakeups.schedule(T0 + 5, "late")
+    wakeups.schedule(T0 + 1, "early")
+    assert wakeups.first() == T0 + 1
+    await clock.advance(2)
+    assert woken == [("early", T0 + 1)]
+    await clock.advance(5)
+    assert woken == [("early", T0 + 1), ("late", T0 + 5)]
+    wakeups.aclose()
+
+
+def test_news_that_came_while_the_store_answered_is_not_waited_for() -> None:
+    released: list[tuple[str, str]] = []
+    news: News[str] = News(lambda item, key: released.append((item, key)))
+    asked_at = news.count
+    news.heard("w")  # overtakes the store's reply
+    assert news.wait("w", "budget", asked_at) is False
+    assert news.wait("w", "budget", news.count) is True
+    news.heard_any(["other", "w"])
+    assert released == [("budget", "w")]
+    news.wait("x", "b2", news.count)
+    news.heard(None)  # news may have been missed: everyone asks again
+    assert released[-1] == ("b2", "x")
+
+
+async def test_the_outbox_replays_in_order_once_the_store_answers() -> None:
+    clock = ManualClock(T0)
+    outbox = Outbox(clock.sleep)
+    done: list[int] = []
+    down = [True]
+
+    def replay(n: int):  # type: ignore[no-untyped-def]
+        async def call() -> None:
+            if down[0]:
+                raise asyncx.StoreUnavailable("down")
+            done.append(n)
+
+        return call
+
+    outbox.keep(replay(1))
+    outbox.keep(replay(2))
+    await clock.advance(1)
+    assert done == [] and len(outbox) == 2
+    down[0] = False
+    await clock.advance(10)
+    assert done == [1, 2] and len(outbox) == 0
+    await outbox.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "window_remaining"),
+    [
+        (
+            429,
+            {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14", "x-rate-limit-reset": "1700000900"},
+            0,
+        ),
+        (
+            200,
+            {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14", "x-rate-limit-reset": "1700000900"},
+            14,
+        ),
+    ],
+)
+def test_a_429_reads_as_an_empty_window(status: int, headers: dict[str, str], window_remaining: int) -> None:
+    answer = read_answer(status, headers, T0)
+    assert answer.limits["window"].remaining == window_remaining and answer.problems == ()
+
+
+def test_reading_an_answer_never_raises_and_names_what_it_dropped() -> None:
+    headers = {
+        "date": "not a date",
+        "x-rate-limit-limit": "1" * 30,
+        "x-rate-limit-remaining": "0",
+        "x-rate-limit-reset": "1700000900",
+        "retry-after": "nan",
+    }
+    answer = read_answer(429, headers, T0)
+    assert answer.limits == {} and answer.retry_after is None and answer.date is None
+    assert len(answer.problems) == 3
