@@ -108,9 +108,9 @@ async def test_unreachable_redis_sends_nothing(caplog: pytest.LogCaptureFixture)
 async def test_three_worker_processes_share_20_users_without_a_429(
     redis_server: RedisServer, redis_prefix: str, tmp_path: Path
 ) -> None:
-    # 12 posts per user: three windows. X reports resets in whole seconds, so with a whole-second window
+    # 8 posts per user: two windows. X reports resets in whole seconds, so with a whole-second window
     # any wake-up after a reset, however prompt, would push the next reset a second later.
-    limit, window, per_worker = 4, 2.5, 4
+    limit, window, per_worker = 4, 2.5, 2
     async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
         users = [fake.users.create() for _ in range(20)]
         results = await run_workers(
