@@ -25,6 +25,7 @@ from ._endpoints import endpoint_for
 from ._errors import (
     APIError,
     ClientClosed,
+    FieldError,
     MalformedResponse,
     Unauthorized,
     UsageError,
@@ -51,6 +52,7 @@ from ._oauth2 import OAuth2Refresher
 from ._ratelimit import HORIZON, BudgetStats, Permit, Scheduler, Store, read_answer, server_date
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
+from ._validation import check_seconds, raise_if
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
@@ -522,9 +524,10 @@ def _check_options(**options: tuple[object, type]) -> None:
 
 
 def _check_seconds(field: str, value: object) -> None:
-    """A number of seconds: a non-negative int or float (``math.inf`` for no bound)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValidationError(f"must be a number of seconds >= 0, got {value!r}", field=field)
+    """A wait bound: seconds >= 0, ``math.inf`` for none."""
+    errors: list[FieldError] = []
+    check_seconds(errors, field, value, zero=True, infinite=True)
+    raise_if(errors)
 
 
 def _timestamp_refused(exc: Unauthorized) -> bool:

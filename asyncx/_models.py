@@ -62,14 +62,7 @@ class RateLimit:
     def __attrs_post_init__(self) -> None:
         errors: list[FieldError] = []
         v.check_range(errors, "requests", self.requests, 1, 10**9)
-        if (
-            isinstance(self.window_seconds, bool)
-            or not isinstance(self.window_seconds, (int, float))
-            or not (self.window_seconds > 0)
-        ):
-            errors.append(
-                FieldError("window_seconds", f"must be a positive number, got {self.window_seconds!r}")
-            )
+        v.check_seconds(errors, "window_seconds", self.window_seconds)
         v.raise_if(errors)
 
 

@@ -16,8 +16,17 @@ import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._errors import APIError, RateLimited, ServerError, StoreUnavailable, TransportError, ValidationError
+from ._errors import (
+    APIError,
+    FieldError,
+    RateLimited,
+    ServerError,
+    StoreUnavailable,
+    TransportError,
+    ValidationError,
+)
 from ._ratelimit import retry_after
+from ._validation import check_seconds, raise_if
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
 
@@ -51,13 +60,10 @@ class RetryPolicy:
         for name in ("stop", "wait"):
             if not callable(getattr(self, name)):
                 raise ValidationError("must be a tenacity strategy", field=name)
-        deadline = self.deadline
-        if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
-        ):
-            raise ValidationError(
-                f"must be a positive number of seconds or None, got {deadline!r}", "deadline"
-            )
+        errors: list[FieldError] = []
+        if self.deadline is not None:
+            check_seconds(errors, "deadline", self.deadline, infinite=True)
+        raise_if(errors)
 
 
 def is_retryable(exc: BaseException) -> bool:

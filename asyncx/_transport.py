@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import math
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -19,7 +18,8 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._errors import ClientClosed, TransportError, UsageError, ValidationError
+from ._errors import ClientClosed, FieldError, TransportError, UsageError, ValidationError
+from ._validation import check_seconds, raise_if
 
 __all__ = [
     "AiohttpTransport",
@@ -69,10 +69,10 @@ class Timeouts:
     total: float = 30.0
 
     def __attrs_post_init__(self) -> None:
-        for name in ("connect", "total"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValidationError(f"must be a positive number of seconds, got {value!r}", field=name)
+        errors: list[FieldError] = []
+        check_seconds(errors, "connect", self.connect)
+        check_seconds(errors, "total", self.total)
+        raise_if(errors)
 
 
 _DEFAULT_TIMEOUTS = Timeouts()

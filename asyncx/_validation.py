@@ -6,6 +6,7 @@ every bad field of a request at once.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -135,6 +136,16 @@ def check_choice(errors: list[FieldError], field: str, value: object, choices: f
 def check_range(errors: list[FieldError], field: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         errors.append(FieldError(field, f"must be a whole number from {low} to {high}, got {value!r}"))
+
+
+def check_seconds(
+    errors: list[FieldError], field: str, value: object, *, zero: bool = False, infinite: bool = False
+) -> None:
+    """A number of seconds: positive (or zero, with ``zero``), and finite unless ``infinite``."""
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (number and (value >= 0 if zero else value > 0) and (infinite or value < math.inf)):  # type: ignore[operator]
+        kind = "a number of seconds >= 0" if zero else "a positive number of seconds"
+        errors.append(FieldError(field, f"must be {kind}, got {value!r}"))
 
 
 def check_bool(errors: list[FieldError], field: str, value: object) -> None:
