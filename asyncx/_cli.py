@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sqlite3
 import sys
 import tempfile
 import time
@@ -97,6 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asyncx: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as exc:  # the journal's disk, a report path, a jobs file gone
+        print(f"asyncx: {_io_message(exc)}; nothing more was sent", file=sys.stderr)
+        return 1
+
+
+def _io_message(exc: BaseException) -> str:
+    """An I/O failure in words: what failed and where, without a traceback."""
+    if isinstance(exc, sqlite3.Error):
+        return f"the journal failed: {exc}"
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    return f"{exc.strerror or exc}{where}" if isinstance(exc, OSError) else str(exc)
 
 
 class _Report:

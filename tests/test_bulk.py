@@ -338,3 +338,49 @@ async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path:
             sqlite3.connect(journal).execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall()
         )
         assert states == {"done": len(lines)}
+
+
+async def test_poison_lines_are_skipped_with_their_line_numbers_and_the_rest_post(tmp_path: Path) -> None:
+    """No line, however broken, aborts the job or shows a traceback."""
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        good = json.dumps({"user": "ann", "text": "fine"}).encode()
+        poison = [
+            b'{"user": "ann", "text": "caf\xe9 latin-1"}',  # not UTF-8
+            b'{"user": "ann", "text": "lone \\ud800 surrogate"}',
+            b'{"user": "ann", "text": "nul \\u0000 inside"}',
+            b'{"action": "collection_curate", "user": "ann", "collection": "custom-1", "changes": [null]}',
+            b'{"user": "ann", "text": 42}',
+            b'["not", "an", "object"]',
+            b'{"action": "bookmark", "user": "ann"}',  # no tweet_id
+            b'{"user": "ann", "txt": "typo"}',
+            b"[" * 100_000,
+            b'{"user": "ann", "poll": {"options": ["a", "b"], "duration_minutes": NaN}}',
+        ]
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_bytes(b"\n".join([good, *poison, good.replace(b"fine", b"also fine")]) + b"\n")
+        report = tmp_path / "r.json"
+        code, _, err = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--report", report
+        )
+        assert code == 1 and "Traceback" not in err
+        assert sorted(p.text or "" for p in fake.posts.values()) == ["also fine", "fine"]
+        entries = {e["line"]: e for e in json.loads(report.read_text())["lines"]}
+        assert [n for n, e in sorted(entries.items()) if e["status"] == "invalid"] == list(range(2, 12))
+        assert "not valid UTF-8 (byte 0xe9" in entries[2]["error"]
+        assert "U+D800" in entries[3]["error"] and "U+0000" in entries[4]["error"]
+        assert "changes[0]" in entries[5]["error"]
+        assert "tweet_id: is required" in entries[8]["error"]
+        assert "'txt'" in entries[9]["error"] and "unknown field" in entries[9]["error"]
+        assert "nested too deeply" in entries[10]["error"]
+        assert all("unexpected keyword" not in e["error"] for e in entries.values() if "error" in e)
+
+
+def test_a_journal_that_cannot_be_opened_is_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = _jobs(tmp_path, [{"user": "ann", "text": "x"}])
+    code = main(["post", str(jobs), "--sandbox", "--journal", str(tmp_path / "no" / "such" / "dir.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 1 and "the journal failed" in err and "dir.sqlite" in err and "Traceback" not in err

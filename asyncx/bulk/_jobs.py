@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .._auth import BearerUser, OAuth1User, User
-from .._errors import ValidationError
+from .._errors import FieldError, ValidationError
 from .._models import AddCollectionEntry, Bookmark, CreateTweet, CurateCollection, Request
 from ._runner import Item, Then
 
@@ -124,11 +124,23 @@ class LineProblem:
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Numbered non-blank lines of a jobs file, streamed."""
-    with open(path, encoding="utf-8") as f:
+    """Numbered non-blank lines of a jobs file, streamed. Bytes that are not UTF-8 survive as lone
+    surrogates (``surrogateescape``), so one bad line is reported by ``parse_line`` and the rest run."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for number, line in enumerate(f, 1):
             if line.strip():
                 yield number, line
+
+
+def _undecodable(text: str) -> str | None:
+    """Why a line read by ``read_lines`` is not UTF-8, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(text[exc.start]) - 0xDC00 if 0xDC80 <= ord(text[exc.start]) <= 0xDCFF else None
+        where = f"byte 0x{byte:02x}" if byte is not None else "a character"
+        return f"not valid UTF-8 ({where} at column {exc.start + 1})"
+    return None
 
 
 def _pick(creds: Credentials, name: object, need: str, line: int) -> User | LineProblem:
@@ -145,11 +157,17 @@ def _pick(creds: Credentials, name: object, need: str, line: int) -> User | Line
 
 
 def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem:
-    """The ``Item`` for one job line, or what is wrong with it."""
+    """The ``Item`` for one job line, or what is wrong with it. It never raises: any line, however
+    broken, becomes a ``LineProblem`` with its line number and a reason."""
+    bad = _undecodable(text)
+    if bad is not None:
+        return LineProblem(number, bad)
     try:
         data = json.loads(text)
     except ValueError as exc:
         return LineProblem(number, f"not JSON: {exc}")
+    except RecursionError:
+        return LineProblem(number, "not JSON: nested too deeply")
     if not isinstance(data, dict):
         return LineProblem(number, "must be a JSON object")
     action = data.pop("action", "post")
@@ -166,8 +184,6 @@ def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem
         then = _then(then_spec, creds, number) if then_spec is not None else None
     except ValidationError as exc:
         return LineProblem(number, str(exc))
-    except (TypeError, KeyError) as exc:
-        return LineProblem(number, f"bad fields: {str(exc).split('() ', 1)[-1]}")
     if isinstance(then, LineProblem):
         return then
     digest = hashlib.sha1(text.strip().encode()).hexdigest()
@@ -175,14 +191,33 @@ def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem
 
 
 def _request(action: str, data: dict[str, Any]) -> Request:
-    if action == "post":
-        return CreateTweet(**data)
-    if action == "bookmark":
-        return Bookmark(**data)
-    collection = data.pop("collection", data.pop("id", None))
-    if action == "collection_add":
-        return AddCollectionEntry(collection, **data)
-    return CurateCollection(collection, **data)
+    if action in ("collection_add", "collection_curate"):
+        data["id"] = data.pop("collection", data.get("id"))
+    cls = _CLASSES[action]
+    _check_fields(cls, data, renamed={"id": "collection"})
+    return cls(**data)
+
+
+_CLASSES: dict[str, type[Request]] = {
+    "post": CreateTweet,
+    "bookmark": Bookmark,
+    "collection_add": AddCollectionEntry,
+    "collection_curate": CurateCollection,
+}
+
+
+def _check_fields(cls: type[Request], data: Mapping[str, Any], renamed: Mapping[str, str]) -> None:
+    """Name every unknown and missing field, as the job file spells them."""
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
+    names = {a.name for a in fields}
+    errors = [FieldError(repr(k)[:40], "unknown field") for k in data if k not in names]
+    errors += [
+        FieldError(renamed.get(a.name, a.name), "is required")
+        for a in fields
+        if a.default is attrs.NOTHING and data.get(a.name) is None
+    ]
+    if errors:
+        raise ValidationError(errors)
 
 
 def _then(spec: object, creds: Credentials, number: int) -> Then | LineProblem:
@@ -211,8 +246,8 @@ def scan_users(path: str | Path) -> tuple[int, dict[str, int]]:
         total += 1
         try:
             data = json.loads(text)
-        except ValueError:
-            continue
+        except (ValueError, RecursionError):
+            continue  # parse_line reports it
         if not isinstance(data, dict):
             continue
         names = [data.get("user")]
