@@ -103,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _io_message(exc: BaseException) -> str:
+def _io_message(exc: OSError | sqlite3.Error) -> str:
     """An I/O failure in words: what failed and where, without a traceback."""
     if isinstance(exc, sqlite3.Error):
         return f"the journal failed: {exc}"
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-    return f"{exc.strerror or exc}{where}" if isinstance(exc, OSError) else str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 class _Report:
