@@ -26,7 +26,7 @@ from ._client import Client
 from ._errors import ValidationError
 from ._models import RateLimit
 from ._ratelimit import RedisStore
-from .bulk import Item, Journal, Outcome, run
+from .bulk import Item, Journal, JournalInUse, Outcome, run
 from .bulk._jobs import (
     Credentials,
     LineProblem,
@@ -176,7 +176,10 @@ async def _post(args: argparse.Namespace) -> int:
         journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
         if args.sandbox and args.journal is None:  # a fresh fake each run: a fresh journal too
             journal_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "sandbox.journal.sqlite"
-        journal = Journal(journal_path)
+        try:
+            journal = Journal(journal_path)
+        except JournalInUse as exc:
+            raise _Usage(f"{exc}; two runs on one journal would send its lines twice") from None
         stack.callback(journal.close)
         _restore_tokens(creds, journal)
         try:

@@ -32,15 +32,24 @@ __all__ = [
 ]
 
 
+def _redacted(headers: Mapping[str, str]) -> str:
+    return repr({k: "<hidden>" if k.lower() == "authorization" else v for k, v in headers.items()})
+
+
 @attrs.frozen
 class WireRequest:
-    """A request as it goes on the wire. ``form`` repeats a form body's fields for OAuth 1.0a signing."""
+    """A request as it goes on the wire. ``form`` repeats a form body's fields for OAuth 1.0a signing.
+
+    Its repr hides the ``Authorization`` header, and the form (a token refresh carries secrets there).
+    """
 
     method: str
     url: str
-    headers: Mapping[str, str]
-    body: bytes | None = None
-    form: tuple[tuple[str, str], ...] = ()
+    headers: Mapping[str, str] = attrs.field(repr=_redacted)
+    body: bytes | None = attrs.field(
+        default=None, repr=lambda body: f"<{len(body)} bytes>" if body else "None"
+    )
+    form: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=lambda form: f"<{len(form)} fields>")
 
 
 @attrs.frozen

@@ -384,3 +384,38 @@ def test_a_journal_that_cannot_be_opened_is_a_clear_message(
     code = main(["post", str(jobs), "--sandbox", "--journal", str(tmp_path / "no" / "such" / "dir.sqlite")])
     err = capsys.readouterr().err
     assert code == 1 and "the journal failed" in err and "dir.sqlite" in err and "Traceback" not in err
+
+
+def test_a_second_run_on_a_journal_in_use_exits_2_naming_the_holder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = _jobs(tmp_path, [{"user": "ann", "text": "x"}])
+    journal = tmp_path / "busy.sqlite"
+    holder = bulk.Journal(journal)
+    try:
+        code = main(["post", str(jobs), "--sandbox", "--journal", str(journal)])
+    finally:
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 2 and f"in use by process {os.getpid()}" in err
+    assert main(["post", str(jobs), "--sandbox", "--journal", str(journal)]) == 0  # released
+
+
+def test_the_journal_is_owner_only_and_tokens_survive_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    path.write_bytes(b"")
+    path.chmod(0o644)  # an old journal, world-readable
+    journal = bulk.Journal(path)
+    journal.save_tokens("1", "access", "refresh")
+    journal.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    reopened = bulk.Journal(path)
+    assert reopened.tokens("1") == ("access", "refresh")
+    reopened.close()
+
+
+def test_no_repr_of_a_request_shows_its_authorization() -> None:
+    request = asyncx.WireRequest(
+        "POST", "https://x", {"Authorization": "Bearer s3cret"}, b"{}", (("a", "b"),)
+    )
+    assert "s3cret" not in repr(request) and "<hidden>" in repr(request)

@@ -4,7 +4,7 @@
 the ``asyncx post`` command is a thin layer over it.
 """
 
-from ._journal import Journal
+from ._journal import Journal, JournalInUse
 from ._runner import Item, Outcome, Then, run
 
-__all__ = ["Item", "Journal", "Outcome", "Then", "run"]
+__all__ = ["Item", "Journal", "JournalInUse", "Outcome", "Then", "run"]

@@ -8,6 +8,7 @@ again as a call whose earlier attempt may have landed, so a "duplicate" answer c
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Journal", "Record"]
+__all__ = ["Journal", "JournalInUse", "Record"]
 
 #: States that end a step: it is not sent again.
 FINAL = frozenset({"done", "failed"})
@@ -53,8 +54,13 @@ class Journal:
     moment (it is not fsynced against power loss, which would cost a disk flush per step).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lock: bool = True) -> None:
         self.path = Path(path)
+        try:
+            self._lock = _hold(self.path) if lock else None
+            _owner_only(self.path)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"{self.path}: {exc.strerror or exc}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -91,11 +97,16 @@ class Journal:
         )
 
     def save_tokens(self, user_id: str, access_token: str, refresh_token: str | None) -> None:
-        """Keep a user's refreshed OAuth 2.0 tokens: X's refresh tokens are single-use."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO tokens (user_id, access_token, refresh_token) VALUES (?, ?, ?)",
-            (user_id, access_token, refresh_token),
-        )
+        """Keep a user's refreshed OAuth 2.0 tokens, synced to disk before they are used: X's refresh
+        tokens are single-use, so a kill right after must not lose the new one."""
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tokens (user_id, access_token, refresh_token) VALUES (?, ?, ?)",
+                (user_id, access_token, refresh_token),
+            )
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     def tokens(self, user_id: str) -> tuple[str, str | None] | None:
         row = self._db.execute(
@@ -109,3 +120,37 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+
+
+class JournalInUse(Exception):
+    """Another run holds the journal: two runs on one journal would send the same lines twice."""
+
+
+def _owner_only(path: Path) -> None:
+    """Create the journal readable by its owner only (it holds tokens), and tighten an existing one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _hold(path: Path) -> int | None:
+    """Take the journal's lock file (``JOURNAL.lock``, holding the owner's pid) for this process."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return None
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise JournalInUse(f"the journal {path} is in use by process {holder}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
