@@ -9,6 +9,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -80,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--report", type=Path, help="write every line's outcome to this JSON file")
     post.add_argument("--dry-run", action="store_true", help="check every line and credential; send nothing")
     post.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again the lines X refused for their content (a 400, a duplicate) in an earlier run",
+    )
+    post.add_argument(
         "--sandbox", action="store_true", help="run against an in-process fake X with made-up users"
     )
     return parser
@@ -112,20 +119,25 @@ def _io_message(exc: OSError | sqlite3.Error) -> str:
 
 
 class _Report:
-    """Streams outcomes into a JSON file (``{"lines": [...], "summary": {...}}``) and keeps the counts."""
+    """Keeps the counts and the ``--report`` file (``{"lines": [...], "summary": {...}}``).
+
+    Entries go to a scratch file as they come (memory stays flat), and ``flush`` replaces the report
+    atomically: whatever stops the job, the report is valid JSON at every moment.
+    """
 
     def __init__(self, path: Path | None) -> None:
-        self._file: IO[str] | None = path.open("w", encoding="utf-8") if path else None
-        self._first = True
+        self._path = path
+        self._scratch: IO[str] | None = None
+        if path is not None:
+            # Lives as long as the report; closed in close().
+            self._scratch = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self.counts = {"done": 0, "failed": 0, "invalid": 0, "resumed": 0, "delivered_earlier": 0}
         self.errors: dict[str, int] = {}
-        if self._file:
-            self._file.write('{"lines": [\n')
+        self.flush({"running": True})
 
     def add(self, entry: dict[str, Any]) -> None:
-        if self._file:
-            self._file.write(("" if self._first else ",\n") + json.dumps(entry))
-            self._first = False
+        if self._scratch is not None:
+            self._scratch.write(json.dumps(entry) + "\n")
 
     def outcome(self, outcome: Outcome) -> None:
         self.counts["done" if outcome.ok else "failed"] += 1
@@ -140,10 +152,28 @@ class _Report:
         self.counts["invalid"] += 1
         self.add({"line": problem.line, "status": "invalid", "error": problem.message})
 
+    def flush(self, summary: dict[str, Any]) -> None:
+        """Write the report so far to a file beside it, then move it over the report in one step."""
+        if self._path is None or self._scratch is None:
+            return
+        scratch = self._scratch
+        scratch.flush()
+        scratch.seek(0)
+        partial = self._path.with_name(self._path.name + ".partial")
+        with partial.open("w", encoding="utf-8") as out:
+            out.write('{"lines": [')
+            for i, line in enumerate(scratch):
+                out.write(("\n" if i == 0 else ",\n") + line.rstrip("\n"))
+            out.write("\n],\n" + json.dumps({"summary": summary})[1:] + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, self._path)
+        scratch.seek(0, os.SEEK_END)
+
     def close(self, summary: dict[str, Any]) -> None:
-        if self._file:
-            self._file.write("\n],\n" + json.dumps({"summary": summary})[1:])
-            self._file.close()
+        self.flush(summary)
+        if self._scratch is not None:
+            self._scratch.close()
 
 
 def _line(key: str) -> int:
@@ -273,8 +303,15 @@ async def _run(
         if primary is not None:
             remaining[primary.key] = remaining.get(primary.key, 0) + count
 
+    stopped = _on_signals(client, console)
+    names = {u.key: name for name, uc in creds.users.items() for u in (uc.oauth1, uc.bearer) if u is not None}
+    can_run = {name for name in per_user if name in creds.users}
+    refused: dict[str, int] = {}  # user name -> lines that ended with their credentials refused
+
     def items() -> Iterator[Item]:
         for number, text in read_lines(args.jobs):
+            if stopped:
+                return  # stopping: no new lines
             parsed = parse_line(number, text, creds)
             if isinstance(parsed, LineProblem):
                 report.problem(parsed)
@@ -295,33 +332,119 @@ async def _run(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("job", total=total, status="", eta="?")
         ticker = asyncio.get_running_loop().create_task(
-            _tick(progress, task, client, report, remaining, start)
+            _tick(progress, task, client, report, remaining, start, total)
         )
         try:
-            async for outcome in run(client, items(), journal=journal, concurrency=args.concurrency):
+            outcomes = run(
+                client, items(), journal=journal, concurrency=args.concurrency, retry_failed=args.retry_failed
+            )
+            async for outcome in outcomes:
                 report.outcome(outcome)
                 user_key = owner.pop(outcome.key, None)
                 if user_key in remaining:
                     remaining[user_key] -= 1
+                for step in (outcome, *outcome.steps):
+                    if step.error_type in _REFUSED and step.user in names:
+                        name = names[step.user]
+                        refused[name] = refused.get(name, 0) + 1
+                if refused and not stopped and can_run <= set(refused):
+                    stopped.halt(client, _EVERYONE_REFUSED)
                 progress.advance(task)
         finally:
             ticker.cancel()
         _status(progress, task, client, report, remaining, start)
-    elapsed = time.monotonic() - start
-    summary = {**report.counts, "lines": total, "seconds": round(elapsed, 3), "errors": report.errors}
+    summary = _summary(report, total, start)
+    if refused:
+        summary["credentials_refused"] = refused
+    if stopped.signum is not None:
+        summary["stopped_by"] = signal.Signals(stopped.signum).name
+    elif stopped.reason is not None:
+        summary["stopped_by"] = stopped.reason
     report.close(summary)
     _print_summary(summary)
+    if stopped.closing is not None:
+        await stopped.closing
+    for name, count in sorted(refused.items()):
+        console.print(f"user {name!r}: credentials refused (401); {count} line(s) not done", markup=False)
+    if stopped.signum is not None:
+        console.print(f"stopped by {summary['stopped_by']}: run the same command again to finish the job")
+        return 128 + stopped.signum
+    if stopped.reason is not None:
+        console.print(f"stopped: {stopped.reason}", markup=False)
     failed = report.counts["failed"] + report.counts["invalid"]
     return 1 if failed else 0
 
 
+#: Seconds that requests already on the wire get to be answered after a stop signal.
+STOP_GRACE = 5.0
+
+
+class _Stop:
+    """Why the job stops early (a signal, or a reason of its own), and the client's closing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.reason: str | None = None
+        self.closing: asyncio.Task[None] | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None or self.reason is not None
+
+    def halt(self, client: Client, reason: str) -> None:
+        """Stop for ``reason``: nothing new is sent; requests on the wire get ``STOP_GRACE`` seconds."""
+        self.reason = reason
+        self.closing = asyncio.get_running_loop().create_task(client.aclose(grace=STOP_GRACE))
+
+
+#: Outcomes that say a user's credentials were refused.
+_REFUSED = frozenset({"Unauthorized", "CredentialsRefused"})
+_EVERYONE_REFUSED = (
+    "every user's credentials were refused (401): check the app's consumer key and secret (or client "
+    "id), and the users' tokens"
+)
+
+
+def _on_signals(client: Client, console: Console) -> _Stop:
+    """SIGTERM and SIGINT stop the job: nothing new is sent, requests on the wire get ``STOP_GRACE``
+    seconds and are journaled, and the report is written. A second signal exits at once (SQLite keeps
+    the journal consistent, and the report is as last flushed)."""
+    stopped = _Stop()
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        if stopped.signum is not None:
+            os._exit(128 + signum)
+        stopped.signum = signum
+        console.print(f"{signal.Signals(signum).name}: stopping; send it again to exit at once")
+        if stopped.closing is None:
+            stopped.closing = loop.create_task(client.aclose(grace=STOP_GRACE))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            loop.add_signal_handler(signum, stop, signum)
+    return stopped
+
+
+def _summary(report: _Report, total: int, start: float) -> dict[str, Any]:
+    elapsed = time.monotonic() - start
+    return {**report.counts, "lines": total, "seconds": round(elapsed, 3), "errors": report.errors}
+
+
 async def _tick(
-    progress: Progress, task: TaskID, client: Client, report: _Report, remaining: dict[str, int], start: float
+    progress: Progress,
+    task: TaskID,
+    client: Client,
+    report: _Report,
+    remaining: dict[str, int],
+    start: float,
+    total: int,
 ) -> None:
     ticks = 0
     while True:
-        # The ETA walks every user's budget: every 2 s is often enough.
+        # The ETA walks every user's budget: every 2 s is often enough; the report, every 5 s.
         _status(progress, task, client, report, remaining, start, eta=ticks % 4 == 0)
+        if ticks % 10 == 9:
+            report.flush({**_summary(report, total, start), "running": True})
         ticks += 1
         await asyncio.sleep(0.5)
 

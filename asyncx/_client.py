@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -175,21 +176,31 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace: float = 0.0) -> None:
         """End every open call with ``ClientClosed`` (marked ``maybe_delivered`` if it may have reached
         X), then close the store and the connections the client opened (a session it was given stays
-        open). Once it returns, nothing more is sent."""
+        open). Once it returns, nothing more is sent.
+
+        With ``grace`` (seconds), calls already on the wire get that long to be answered; nothing new is
+        sent meanwhile (calls waiting for budget, or about to retry, end at once). A job stopped by a
+        signal closes this way, so what X answered is recorded rather than left unknown.
+        """
         if self._closed:
             return
         self._closed = True
+        self.scheduler.stop()
         current = asyncio.current_task()
-        ending = [task for task in self._calls if task is not current]
-        if ending:
+        if any(task is not current for task in self._calls):
             self._drained = asyncio.Event()
+            if grace > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), grace)
+            ending = [task for task in self._calls if task is not current]
             for task in ending:
                 self._closing.add(task)
                 task.cancel()
-            await self._drained.wait()
+            if ending:
+                await self._drained.wait()
         await self.scheduler.aclose()
         await self._transport.aclose()
 

@@ -419,3 +419,131 @@ def test_no_repr_of_a_request_shows_its_authorization() -> None:
         "POST", "https://x", {"Authorization": "Bearer s3cret"}, b"{}", (("a", "b"),)
     )
     assert "s3cret" not in repr(request) and "<hidden>" in repr(request)
+
+
+async def _start_and_signal(
+    tmp_path: Path, fake: FakeX, jobs: Path, creds: Path, signals: list[int]
+) -> tuple[int, float]:
+    """Run ``asyncx post`` until it has made some posts, send ``signals``; its exit code and how long
+    it took to exit after the first."""
+    report = tmp_path / "report.json"
+    args = ["-m", "asyncx", "post", str(jobs), "--credentials", str(creds), "--base-url", fake.base_url]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        "--report",
+        str(report),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    while len(fake.posts) < 5:  # mid-run (a poll: another process's progress cannot be awaited)
+        await asyncio.sleep(0.02)
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+    for signum in signals:
+        os.kill(proc.pid, signum)
+    code = await asyncio.wait_for(proc.wait(), 15)
+    return code, loop.time() - sent_at
+
+
+@pytest.mark.parametrize(
+    ("signals", "code"),
+    [([signal.SIGTERM], 143), ([signal.SIGINT], 130), ([signal.SIGTERM, signal.SIGTERM], 143)],
+    ids=["sigterm", "sigint", "twice"],
+)
+async def test_a_stop_signal_ends_the_job_with_its_report_and_a_rerun_finishes_it(
+    tmp_path: Path, signals: list[int], code: int
+) -> None:
+    limits = {"create_tweet": asyncx.RateLimit(3, 1.0)}
+    async with FakeX(limits=limits) as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben")}
+        creds = _credentials(tmp_path, fake, users)
+        lines = [{"user": n, "text": f"{n} line {i}"} for i in range(8) for n in users]
+        jobs = _jobs(tmp_path, lines)
+        exit_code, took = await _start_and_signal(tmp_path, fake, jobs, creds, signals)
+        assert exit_code == code and took < 8.0
+        report = json.loads((tmp_path / "report.json").read_text())  # valid JSON, whatever the stop
+        if len(signals) == 1:
+            assert report["summary"]["stopped_by"] == signal.Signals(signals[0]).name
+            done = [e for e in report["lines"] if e["status"] == "done"]
+            assert 0 < len(done) < len(lines)
+            # Lines read but not sent (they waited for budget) end unsent, to be sent by the rerun.
+            assert {e.get("error_type") for e in report["lines"] if e not in done} == {"ClientClosed"}
+        rerun, _, _ = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert rerun == 0
+        assert sorted(p.text for p in fake.posts.values()) == sorted(line["text"] for line in lines)
+
+
+def _mistype(creds: Path, *names: str) -> None:
+    """Break the OAuth 1.0a secret and the bearer token of some users in a credentials file."""
+    lines, current = [], None
+    for line in creds.read_text().splitlines():
+        if line.startswith("[users."):
+            current = line[len("[users.") : -1]
+        if current in names and line.startswith(("access_token_secret", "bearer_token")):
+            line = line[:-1] + 'typo"'
+        lines.append(line)
+    creds.write_text("\n".join(lines) + "\n")
+
+
+async def test_refused_credentials_stop_early_are_named_and_a_rerun_after_the_fix_finishes(
+    tmp_path: Path,
+) -> None:
+    async with FakeX() as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "cat", "dan")}
+        creds = _credentials(tmp_path, fake, users)
+        good = tmp_path / "good.toml"
+        good.write_text(creds.read_text())
+        _mistype(creds, "cat", "dan")
+        lines = [{"user": n, "text": f"{n} {i}"} for i in range(10) for n in users]
+        lines.append({"user": "ann", "text": "then", "then": {"bookmark_as": "cat"}})
+        jobs = _jobs(tmp_path, lines)
+        report = tmp_path / "r.json"
+        args = ["--base-url", fake.base_url, "--report", report]
+        code, _, err = await _cli("post", jobs, "--credentials", creds, *args)
+        assert code == 1
+        for name in ("cat", "dan"):
+            assert sum(1 for e in fake.log if e.user_id == users[name].user_id and e.status == 401) <= 3
+            assert f"user '{name}': credentials refused (401)" in err
+        summary = json.loads(report.read_text())["summary"]
+        assert summary["credentials_refused"] == {"cat": 11, "dan": 10}  # cat's bookmark step too
+        made = len(fake.posts)
+        assert made == 11  # ann's lines, the "then" post included
+        code, _, _ = await _cli("post", jobs, "--credentials", good, *args)
+        assert code == 0
+        assert sorted(p.text for p in fake.posts.values()) == sorted(line["text"] for line in lines)
+        assert fake.bookmarks[users["cat"].user_id]  # the step was done without posting again
+
+
+async def test_every_user_refused_stops_the_job_at_once_with_one_message(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben")}
+        creds = _credentials(tmp_path, fake, users)
+        creds.write_text(creds.read_text().replace(fake.consumer_secret, "wrong-app-secret"))
+        jobs = _jobs(tmp_path, [{"user": n, "text": f"{n} {i}"} for i in range(50) for n in ("ann", "ben")])
+        code, _, err = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--concurrency", "4"
+        )
+        assert code == 1 and "every user's credentials were refused" in err
+        assert len(fake.log) <= 2 * 3 + 4  # a handful each, and what was on the wire
+        assert fake.consumer_secret not in err
+
+
+async def test_only_content_refusals_stay_failed_and_retry_failed_sends_them_again(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        jobs = _jobs(
+            tmp_path,
+            [
+                {"user": "ann", "text": "fine"},
+                {"user": "ann", "text": "a reply", "reply": {"in_reply_to_tweet_id": "123"}},
+            ],
+        )
+        args = ["--credentials", creds, "--base-url", fake.base_url]
+        assert (await _cli("post", jobs, *args))[0] == 1
+        assert len(fake.log) == 2
+        assert (await _cli("post", jobs, *args))[0] == 1
+        assert len(fake.log) == 2  # refused for its content: not sent again by a plain rerun
+        assert (await _cli("post", jobs, *args, "--retry-failed"))[0] == 1
+        assert len(fake.log) == 3 and fake.log[-1].status == 400  # sent again, and "fine" was not

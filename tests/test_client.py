@@ -265,3 +265,28 @@ async def test_a_failing_on_attempt_hook_sends_nothing_and_spends_nothing() -> N
         with pytest.raises(OSError):
             await client.send(asyncx.CreateTweet(text="hi"), user=BOB, on_attempt=broken)
         await asyncio.wait_for(client.create_tweet(text="hi", user=BOB, max_wait=0.0), 2)
+
+
+async def test_aclose_with_grace_lets_calls_on_the_wire_finish_and_sends_nothing_new() -> None:
+    """Two calls on the wire are answered within the grace; the call waiting for budget ends unsent."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        sent.append(json.loads(request.body or b"{}")["text"])
+        await release.wait()
+        return CREATED
+
+    limits = {"create_tweet": asyncx.RateLimit(2, 900)}
+    client = _client(handler, rate_limits=limits)
+    calls = [asyncio.ensure_future(client.create_tweet(text=f"p{i}", user=BOB)) for i in range(3)]
+    while len(sent) < 2:
+        await asyncio.sleep(0)
+    closing = asyncio.ensure_future(client.aclose(grace=5.0))
+    await asyncio.sleep(0)
+    release.set()
+    await closing
+    first, second, third = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(first, asyncx.Tweet) and isinstance(second, asyncx.Tweet)
+    assert isinstance(third, asyncx.ClientClosed) and third.maybe_delivered is False
+    assert sent == ["p0", "p1"]

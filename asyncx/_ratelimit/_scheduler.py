@@ -261,20 +261,24 @@ class Scheduler:
             return None
         return self._eta(b, self._clock(), max(b.queued(), calls) - 1)
 
-    async def aclose(self) -> None:
-        """Stop the timers, end every waiting call with an error (none of them was sent), try once more
-        to hand the store what it still owes, and close it."""
+    def stop(self) -> None:
+        """Grant nothing more: new calls and every waiting call end with ``ClientClosed`` (none of them
+        was sent). Permits already granted still settle."""
         self._closed = True
-        for task in (self._refiner, *self._tasks):
-            if task is not None:
-                task.cancel()
-        self._wakeups.aclose()
-        self._refiner = None
         for budget in self._budgets.values():
             if budget.waiters is not None:
                 budget.waiters.fail_all(
                     ClientClosed("the client was closed while this call waited for budget")
                 )
+
+    async def aclose(self) -> None:
+        """Stop, stop the timers, try once more to hand the store what it still owes, and close it."""
+        self.stop()
+        for task in (self._refiner, *self._tasks):
+            if task is not None:
+                task.cancel()
+        self._wakeups.aclose()
+        self._refiner = None
         await self._outbox.aclose()
         await self._store.aclose()
 

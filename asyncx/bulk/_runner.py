@@ -19,7 +19,15 @@ from .._auth import BearerUser, OAuth1User, User
 from .._client import Client
 from .._delivery import Attempt
 from .._endpoints import endpoint_for
-from .._errors import AlreadyPosted, RateLimited, ServerError, TransportError, XError
+from .._errors import (
+    AlreadyPosted,
+    APIError,
+    DuplicateContent,
+    MalformedResponse,
+    Unauthorized,
+    ValidationError,
+    XError,
+)
 from .._models import AddCollectionEntry, Bookmark, CollectionResult, Request, Tweet
 from ._journal import FINAL, Journal
 
@@ -62,8 +70,9 @@ class Outcome:
 
     ``status`` is ``done`` or ``failed``. ``resumed`` means the journal already had it done. A post
     delivered by an earlier, unanswered attempt is done with ``delivered_earlier`` and no ``tweet_id``
-    (X does not say it). ``retryable`` failures (X unreachable, 5xx, no budget within ``max_wait``) are
-    sent again when the job is run again with the same journal.
+    (X does not say it). ``retryable`` failures (anything but X refusing the request for its content)
+    are sent again when the job is run again with the same journal. ``user`` is the key of the user who
+    sent it.
     """
 
     key: str
@@ -77,6 +86,7 @@ class Outcome:
     resumed: bool = False
     retryable: bool = False
     steps: tuple[Outcome, ...] = ()
+    user: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,7 +110,7 @@ async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[I
 
 
 def _outcome(
-    key: str, action: str, state: str, attempts: int, result: dict[str, Any], resumed: bool
+    key: str, action: str, state: str, attempts: int, result: dict[str, Any], resumed: bool, user: str
 ) -> Outcome:
     """An ``Outcome`` from a journal state (``done``, ``failed``, ``unknown``, ``retry``) and result."""
     return Outcome(
@@ -114,66 +124,116 @@ def _outcome(
         bool(result.get("delivered_earlier")),
         resumed=resumed,
         retryable=state in ("unknown", "retry"),
+        user=user,
     )
 
 
-async def _step(
-    client: Client, journal: Journal | None, key: str, digest: str, request: Request, user: User
-) -> Outcome:
+#: 401s (after the refresh and clock retries) before a user's remaining lines stop being sent.
+REFUSALS_BEFORE_GIVING_UP = 3
+
+
+class _Job:
+    """What every step of one run shares: the client, the journal, and what the run has learned."""
+
+    __slots__ = ("client", "journal", "refusals", "refused_after", "retry_failed")
+
+    def __init__(
+        self, client: Client, journal: Journal | None, retry_failed: bool, refused_after: int
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.retry_failed = retry_failed
+        self.refused_after = refused_after
+        self.refusals: dict[str, int] = {}  # user key -> 401s in a row
+
+    def final(self, state: str) -> bool:
+        return state in FINAL and not (self.retry_failed and state == "failed")
+
+
+class _CredentialsRefused(Exception):
+    """Raised before an attempt of a user whose credentials X keeps refusing: it is not sent."""
+
+
+def _refused_for_content(exc: XError) -> bool:
+    """X refused the request itself (a 400, a duplicate of no attempt of ours): sending it again as it is
+    cannot succeed, so the line stays failed until ``retry_failed``. Anything else is sent again."""
+    if isinstance(exc, ValidationError):
+        return True
+    return isinstance(exc, APIError) and (
+        exc.status == 400 or (isinstance(exc, DuplicateContent) and not exc.maybe_delivered)
+    )
+
+
+async def _step(job: _Job, key: str, digest: str, request: Request, user: User) -> Outcome:
     action = endpoint_for(request).name
     maybe_delivered = False
+    journal = job.journal
     if journal is not None:
         record = journal.get(key, digest)
-        if record is not None and record.state in FINAL:
-            return _outcome(key, action, record.state, record.attempts, record.result, resumed=True)
+        if record is not None and job.final(record.state):
+            return _outcome(
+                key, action, record.state, record.attempts, record.result, resumed=True, user=user.key
+            )
         maybe_delivered = record is not None and record.state in ("sending", "unknown")
+    if journal is not None:
         journal.sending(key, digest)
     attempts: list[Attempt] = []
+
+    def attempting(attempt: Attempt) -> None:
+        # Checked before every attempt, not once per line: calls queued for budget meanwhile must not go.
+        if job.refusals.get(user.key, 0) >= job.refused_after:
+            raise _CredentialsRefused
+        attempts.append(attempt)
+
     state = "done"
     result: dict[str, Any] = {}
     try:
-        answer = await client.send(
-            request, user=user, maybe_delivered=maybe_delivered, on_attempt=attempts.append
+        answer = await job.client.send(
+            request, user=user, maybe_delivered=maybe_delivered, on_attempt=attempting
         )
+        job.refusals.pop(user.key, None)
         if isinstance(answer, Tweet):
             result = {"tweet_id": answer.id}
         elif isinstance(answer, CollectionResult) and not answer.ok:
             state = "failed"
             reasons = ", ".join(f"{e.op} {e.tweet_id}: {e.reason}" for e in answer.errors)
             result = {"error": f"not applied: {reasons}", "error_type": "CollectionError"}
+    except _CredentialsRefused:  # nothing more was sent: a rerun with fixed credentials sends it
+        why = f"credentials refused: user {user.key}'s requests were answered 401; fix them and run again"
+        state = "unknown" if maybe_delivered or any(a.maybe_delivered for a in attempts) else "retry"
+        result = {"error": why, "error_type": "CredentialsRefused"}
     except AlreadyPosted:
         result = {"delivered_earlier": True}
+    except MalformedResponse as exc:  # X accepted it; its answer just lacks the id
+        result = {"error": f"delivered, id unknown: {exc}", "error_type": "MalformedResponse"}
     except XError as exc:
-        if isinstance(exc, (TransportError, ServerError, RateLimited)):
-            # Not refused: worth sending again on the next run, as a call that may have been delivered
-            # if any attempt may have landed, so that a duplicate then counts as delivered.
-            state = "unknown" if exc.maybe_delivered else "retry"
-        else:
-            state = "failed"
+        if isinstance(exc, Unauthorized):
+            job.refusals[user.key] = job.refusals.get(user.key, 0) + 1
+        # Unless refused for what it is, sent again on the next run: as a call that may have been
+        # delivered if any attempt may have landed, so that a duplicate then counts as delivered.
+        state = "failed" if _refused_for_content(exc) else "unknown" if exc.maybe_delivered else "retry"
         result = {"error": str(exc), "error_type": type(exc).__name__}
     count = len(attempts)
     if journal is not None:
         journal.finish(key, state, count, result)
-    return _outcome(key, action, state, count, result, resumed=False)
+    return _outcome(key, action, state, count, result, resumed=False, user=user.key)
 
 
-async def _process(client: Client, item: Item, journal: Journal | None) -> Outcome:
-    outcome = await _step(client, journal, item.key, item.digest, item.request, item.user)
+async def _process(job: _Job, item: Item) -> Outcome:
+    outcome = await _step(job, item.key, item.digest, item.request, item.user)
     then = item.then
     if then is None or outcome.status != "done":
         return outcome
     steps = []
     if then.bookmark_as is not None:
-        steps.append(await _then(client, journal, item, outcome, "bookmark", then.bookmark_as))
+        steps.append(await _then(job, item, outcome, "bookmark", then.bookmark_as))
     if then.collection is not None:
         adder = then.collection_as or (item.user if isinstance(item.user, OAuth1User) else None)
-        steps.append(await _then(client, journal, item, outcome, "collection", adder))
+        steps.append(await _then(job, item, outcome, "collection", adder))
     return attrs.evolve(outcome, steps=tuple(steps))
 
 
-async def _then(
-    client: Client, journal: Journal | None, item: Item, post: Outcome, step: str, user: User | None
-) -> Outcome:
+async def _then(job: _Job, item: Item, post: Outcome, step: str, user: User | None) -> Outcome:
     key = f"{item.key}:{step}"
     action = "bookmark" if step == "bookmark" else "add_collection_entry"
     if post.tweet_id is None:
@@ -189,7 +249,7 @@ async def _then(
     else:
         assert item.then.collection is not None
         request = AddCollectionEntry(item.then.collection, post.tweet_id)
-    return await _step(client, journal, key, _digest(request, user), request, user)
+    return await _step(job, key, _digest(request, user), request, user)
 
 
 async def run(
@@ -198,12 +258,17 @@ async def run(
     *,
     journal: Journal | str | Path | None = None,
     concurrency: int = 100,
+    retry_failed: bool = False,
+    refused_after: int = REFUSALS_BEFORE_GIVING_UP,
 ) -> AsyncIterator[Outcome]:
     """Send every item through ``client`` and yield each ``Outcome`` as it ends (not in input order).
 
     ``journal`` (a path or a ``Journal``) records each step before and after it is sent, so running the
-    same items again with it skips what is done and settles what was in flight. At most
-    ``concurrency`` items are under way at once; the rest are read only as room frees up.
+    same items again with it skips what is done, settles what was in flight, and sends again everything
+    that did not end delivered, but for what X refused for its content (a 400, a duplicate): those stay
+    failed unless ``retry_failed``. A user whose requests are answered 401 ``refused_after`` times in a
+    row is not sent for again in this run: their remaining items end ``CredentialsRefused``, unsent.
+    At most ``concurrency`` items are under way at once; the rest are read only as room frees up.
 
     Example::
 
@@ -212,13 +277,14 @@ async def run(
     """
     owned = isinstance(journal, (str, Path))
     store = Journal(journal) if isinstance(journal, (str, Path)) else journal
+    job = _Job(client, store, retry_failed, refused_after)
     results: asyncio.Queue[Outcome | BaseException | None] = asyncio.Queue(maxsize=concurrency)
     room = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
 
     async def work(item: Item) -> None:
         try:
-            outcome: Outcome | BaseException = await _process(client, item, store)
+            outcome: Outcome | BaseException = await _process(job, item)
         except Exception as exc:  # not an XError: a bug or misuse; hand it to the caller
             outcome = exc
         finally:
