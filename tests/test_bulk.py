@@ -458,7 +458,7 @@ async def test_a_stop_signal_ends_the_job_with_its_report_and_a_rerun_finishes_i
     async with FakeX(limits=limits) as fake:
         users = {n: fake.users.create(n) for n in ("ann", "ben")}
         creds = _credentials(tmp_path, fake, users)
-        lines = [{"user": n, "text": f"{n} line {i}"} for i in range(8) for n in users]
+        lines = [{"user": n, "text": f"{n} line {i}"} for i in range(6) for n in users]
         jobs = _jobs(tmp_path, lines)
         exit_code, took = await _start_and_signal(tmp_path, fake, jobs, creds, signals)
         assert exit_code == code and took < 8.0
