@@ -31,9 +31,11 @@ from ._ratelimit import RedisStore
 from .bulk import Item, Journal, JournalInUse, Outcome, run
 from .bulk._jobs import (
     Credentials,
+    LineKeys,
     LineProblem,
     UserCredentials,
     load_credentials,
+    old_digest,
     parse_line,
     read_lines,
     scan_users,
@@ -133,6 +135,7 @@ class _Report:
             self._scratch = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self.counts = {"done": 0, "failed": 0, "invalid": 0, "resumed": 0, "delivered_earlier": 0}
         self.errors: dict[str, int] = {}
+        self.numbers: dict[str, int] = {}  # line numbers of the items under way, by key
         self.flush({"running": True})
 
     def add(self, entry: dict[str, Any]) -> None:
@@ -146,7 +149,7 @@ class _Report:
         for o in (outcome, *outcome.steps):
             if o.status == "failed":
                 self.errors[o.error_type or "Error"] = self.errors.get(o.error_type or "Error", 0) + 1
-        self.add({"line": _line(outcome.key), **outcome.to_dict()})
+        self.add({"line": self.numbers.pop(outcome.key, None), **outcome.to_dict()})
 
     def problem(self, problem: LineProblem) -> None:
         self.counts["invalid"] += 1
@@ -174,10 +177,6 @@ class _Report:
         self.flush(summary)
         if self._scratch is not None:
             self._scratch.close()
-
-
-def _line(key: str) -> int:
-    return int(key.split(":")[1])
 
 
 async def _post(args: argparse.Namespace) -> int:
@@ -211,6 +210,9 @@ async def _post(args: argparse.Namespace) -> int:
         except JournalInUse as exc:
             raise _Usage(f"{exc}; two runs on one journal would send its lines twice") from None
         stack.callback(journal.close)
+        if journal.keyed_by_line_number:
+            moved = journal.migrate_line_numbers(_identities(args.jobs, creds))
+            console.print(f"journal {journal.path}: re-keyed {moved} line(s) by what they are, not where")
         _restore_tokens(creds, journal)
         try:
             limits = _rate_limits(args.rate_limit)
@@ -223,6 +225,15 @@ async def _post(args: argparse.Namespace) -> int:
         await stack.enter_async_context(client)
         return await _run(args, client, creds, journal, total, per_user, console)
     return 0  # pragma: no cover - the context manager always returns above
+
+
+def _identities(jobs: Path, creds: Credentials) -> Iterator[tuple[int, str, str, str]]:
+    """For a journal keyed by line number: each line's old digest, new key and new digest."""
+    keys = LineKeys()
+    for number, text in read_lines(jobs):
+        parsed = parse_line(number, text, creds, keys)
+        if not isinstance(parsed, LineProblem):
+            yield number, old_digest(text), parsed.key, parsed.digest
 
 
 def _rate_limits(specs: list[str]) -> dict[str, list[RateLimit]] | None:
@@ -274,8 +285,9 @@ def _restore_tokens(creds: Credentials, journal: Journal) -> None:
 
 def _dry_run(jobs: Path, creds: Credentials, console: Console) -> int:
     valid = invalid = 0
+    keys = LineKeys()
     for number, text in read_lines(jobs):
-        parsed = parse_line(number, text, creds)
+        parsed = parse_line(number, text, creds, keys)
         if isinstance(parsed, LineProblem):
             invalid += 1
             console.print(f"line {parsed.line}: {parsed.message}", markup=False, highlight=False)
@@ -309,15 +321,17 @@ async def _run(
     refused: dict[str, int] = {}  # user name -> lines that ended with their credentials refused
 
     def items() -> Iterator[Item]:
+        keys = LineKeys()
         for number, text in read_lines(args.jobs):
             if stopped:
                 return  # stopping: no new lines
-            parsed = parse_line(number, text, creds)
+            parsed = parse_line(number, text, creds, keys)
             if isinstance(parsed, LineProblem):
                 report.problem(parsed)
                 progress.advance(task)
                 continue
             owner[parsed.key] = parsed.user.key
+            report.numbers[parsed.key] = number
             yield parsed
 
     start = time.monotonic()

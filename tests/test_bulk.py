@@ -547,3 +547,66 @@ async def test_only_content_refusals_stay_failed_and_retry_failed_sends_them_aga
         assert len(fake.log) == 2  # refused for its content: not sent again by a plain rerun
         assert (await _cli("post", jobs, *args, "--retry-failed"))[0] == 1
         assert len(fake.log) == 3 and fake.log[-1].status == 400  # sent again, and "fine" was not
+
+
+async def test_editing_the_jobs_file_never_resends_or_misreports_another_line(tmp_path: Path) -> None:
+    """A finished job; then a line inserted at the top, one deleted in the middle, two swapped."""
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        lines: list[object] = [{"user": "ann", "text": f"post {i}"} for i in range(20)]
+        jobs = _jobs(tmp_path, lines)
+        args = ["--credentials", creds, "--base-url", fake.base_url]
+        assert (await _cli("post", jobs, *args))[0] == 0
+        edited = [{"user": "ann", "text": "a new first line"}, *lines[:9], *lines[10:]]
+        edited[3], edited[4] = edited[4], edited[3]
+        _jobs(tmp_path, edited)
+        report = tmp_path / "r.json"
+        assert (await _cli("post", jobs, *args, "--report", report))[0] == 0
+        assert len(fake.log) == 21  # only the new line was sent
+        entries = json.loads(report.read_text())["lines"]
+        resumed = {e["line"] for e in entries if e.get("resumed")}
+        assert resumed == set(range(2, 21)) and {e["line"] for e in entries} == set(range(1, 21))
+
+
+async def test_a_journal_keyed_by_line_number_is_migrated(tmp_path: Path) -> None:
+    """A journal from before line identities: its records follow their lines wherever they now are."""
+    from asyncx.bulk._jobs import old_digest
+
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        lines = [{"user": "ann", "text": f"old {i}"} for i in range(3)]
+        journal = tmp_path / "jobs.journal.sqlite"
+        with contextlib.closing(sqlite3.connect(journal)) as db:
+            db.executescript(
+                "CREATE TABLE steps (key TEXT PRIMARY KEY, digest TEXT NOT NULL, state TEXT NOT NULL, "
+                "attempts INTEGER NOT NULL DEFAULT 0, result TEXT, updated REAL NOT NULL);"
+                "CREATE TABLE tokens (user_id TEXT PRIMARY KEY, access_token TEXT NOT NULL, "
+                "refresh_token TEXT);"
+            )
+            for n, line in enumerate(lines, 1):
+                fake.add_post(line["text"], users["ann"])
+                db.execute(
+                    "INSERT INTO steps VALUES (?, ?, 'done', 1, ?, 0)",
+                    (f"line:{n}", old_digest(json.dumps(line)), json.dumps({"tweet_id": "1"})),
+                )
+            db.commit()
+        jobs = _jobs(tmp_path, [{"user": "ann", "text": "inserted"}, *lines])
+        code, _, err = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0 and "re-keyed 3 line(s)" in err
+        assert [e.status for e in fake.log] == [201]  # only the inserted line was sent
+
+
+def test_line_keys_are_ids_or_content_with_occurrence() -> None:
+    from asyncx.bulk._jobs import LineKeys, content_digest
+
+    keys = LineKeys()
+    same = content_digest({"user": "a", "text": "x"})
+    assert same == content_digest({"text": "x", "user": "a"})  # key order does not matter
+    first, second = keys.key(1, None, same), keys.key(2, None, same)
+    assert (
+        isinstance(first, str) and first.endswith(":1") and isinstance(second, str) and second.endswith(":2")
+    )
+    assert keys.key(3, "order-7", same) == "id:order-7"
+    assert not isinstance(keys.key(4, "order-7", same), str)  # an id used twice is a problem

@@ -32,7 +32,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["Credentials", "LineProblem", "UserCredentials", "load_credentials", "parse_line", "read_lines"]
+__all__ = [
+    "Credentials",
+    "LineKeys",
+    "LineProblem",
+    "UserCredentials",
+    "load_credentials",
+    "parse_line",
+    "read_lines",
+]
 
 ACTIONS = ("post", "bookmark", "collection_add", "collection_curate")
 
@@ -156,9 +164,49 @@ def _pick(creds: Credentials, name: object, need: str, line: int) -> User | Line
     return chosen
 
 
-def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem:
+class LineKeys:
+    """Gives each line of one pass over a jobs file its journal key, by what the line is, not where.
+
+    A line's key is its ``"id"`` field when it has one; otherwise a digest of its content (all but
+    ``then``, so a ``then`` step can be mended without posting again) and its occurrence among identical
+    lines. Inserting, deleting or reordering lines never changes another line's key.
+    """
+
+    __slots__ = ("_ids", "_seen")
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}
+        self._ids: dict[str, int] = {}
+
+    def key(self, number: int, explicit: object, digest: bytes) -> str | LineProblem:
+        if explicit is not None:
+            if not isinstance(explicit, str) or not 1 <= len(explicit) <= 200 or _undecodable(explicit):
+                return LineProblem(number, "id: must be a string of 1 to 200 characters")
+            first = self._ids.setdefault(explicit, number)
+            if first != number:
+                return LineProblem(number, f"id: {explicit!r} is line {first}'s id too")
+            return f"id:{explicit}"
+        occurrence = self._seen[digest] = self._seen.get(digest, 0) + 1
+        return f"sha:{digest.hex()}:{occurrence}"
+
+
+def content_digest(data: Mapping[str, Any]) -> bytes:
+    """A digest of a line's content, whatever its key order or spacing."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).digest()[:12]
+
+
+def old_digest(text: str) -> str:
+    """What journals before line identities recorded for a line (its text, stripped)."""
+    return hashlib.sha1(text.strip().encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def parse_line(
+    number: int, text: str, creds: Credentials, keys: LineKeys | None = None
+) -> Item | LineProblem:
     """The ``Item`` for one job line, or what is wrong with it. It never raises: any line, however
-    broken, becomes a ``LineProblem`` with its line number and a reason."""
+    broken, becomes a ``LineProblem`` with its line number and a reason. ``keys`` gives the line its
+    journal key; use one ``LineKeys`` for a whole pass over the file."""
     bad = _undecodable(text)
     if bad is not None:
         return LineProblem(number, bad)
@@ -170,9 +218,12 @@ def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem
         return LineProblem(number, "not JSON: nested too deeply")
     if not isinstance(data, dict):
         return LineProblem(number, "must be a JSON object")
-    action = data.pop("action", "post")
-    name = data.pop("user", None)
+    explicit = data.pop("id", None)
     then_spec = data.pop("then", None)
+    action = data.setdefault("action", "post")
+    digest = content_digest(data)
+    del data["action"]
+    name = data.pop("user", None)
     if action not in ACTIONS:
         return LineProblem(number, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     need = {"post": "any", "bookmark": "bearer"}.get(action, "oauth1")
@@ -186,13 +237,15 @@ def parse_line(number: int, text: str, creds: Credentials) -> Item | LineProblem
         return LineProblem(number, str(exc))
     if isinstance(then, LineProblem):
         return then
-    digest = hashlib.sha1(text.strip().encode()).hexdigest()
-    return Item(f"line:{number}", request, user, then, digest)
+    key = (keys or LineKeys()).key(number, explicit, digest)
+    if isinstance(key, LineProblem):
+        return key
+    return Item(key, request, user, then, digest.hex())
 
 
 def _request(action: str, data: dict[str, Any]) -> Request:
     if action in ("collection_add", "collection_curate"):
-        data["id"] = data.pop("collection", data.get("id"))
+        data["id"] = data.pop("collection", None)
     cls = _CLASSES[action]
     _check_fields(cls, data, renamed={"id": "collection"})
     return cls(**data)

@@ -11,12 +11,16 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 __all__ = ["Journal", "JournalInUse", "Record"]
+
+#: The journal's format: 2 keys lines by identity (``id:...`` or ``sha:...``), 0 by line number.
+VERSION = 2
 
 #: States that end a step: it is not sent again.
 FINAL = frozenset({"done", "failed"})
@@ -48,7 +52,7 @@ class Record:
 
 
 class Journal:
-    """A SQLite journal at ``path``; one step per key (``line:12``, ``line:12:bookmark``, ...).
+    """A SQLite journal at ``path``; one step per key (``sha:...:1``, ``sha:...:1:bookmark``, ...).
 
     WAL mode with ``synchronous=NORMAL``: a committed write survives the process being killed at any
     moment (it is not fsynced against power loss, which would cost a disk flush per step).
@@ -68,6 +72,8 @@ class Journal:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
+        if self._version() == 0 and not self._has_line_numbers():
+            self._db.execute(f"PRAGMA user_version = {VERSION}")
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
@@ -113,6 +119,51 @@ class Journal:
             "SELECT access_token, refresh_token FROM tokens WHERE user_id = ?", (user_id,)
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _has_line_numbers(self) -> bool:
+        return self._db.execute("SELECT 1 FROM steps WHERE key LIKE 'line:%' LIMIT 1").fetchone() is not None
+
+    @property
+    def keyed_by_line_number(self) -> bool:
+        """Written by an ``asyncx post`` from before line identities: its keys are ``line:N``."""
+        return self._version() < VERSION
+
+    def migrate_line_numbers(self, lines: Iterable[tuple[int, str, str, str]]) -> int:
+        """Re-key a journal of ``line:N`` keys: ``lines`` gives, for each line of the jobs file, its number,
+        the digest the old journal recorded for it, its new key and its new digest. A record moves to the
+        new key of the line whose content it recorded, wherever that line now is; ``then`` steps move with
+        it. Records that match no line stay as they are (they are never sent again). Returns how many moved.
+        """
+        old = {
+            digest: key
+            for key, digest in self._db.execute(
+                "SELECT key, digest FROM steps WHERE key LIKE 'line:%' AND key NOT LIKE 'line:%:%'"
+            )
+        }
+        moved = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for _, was, key, digest in lines:
+                previous = old.pop(was, None)
+                if previous is None:
+                    continue
+                self._db.execute(
+                    "UPDATE steps SET key = ?, digest = ? WHERE key = ?", (key, digest, previous)
+                )
+                for suffix in (":bookmark", ":collection"):
+                    self._db.execute(
+                        "UPDATE steps SET key = ? WHERE key = ?", (key + suffix, previous + suffix)
+                    )
+                moved += 1
+            self._db.execute(f"PRAGMA user_version = {VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return moved
 
     def counts(self) -> dict[str, int]:
         """Steps by state."""
