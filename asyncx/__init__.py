@@ -10,6 +10,7 @@ from ._errors import (
     AlreadyPosted,
     APIError,
     ClientClosed,
+    DeliveryUnknown,
     DuplicateContent,
     ErrorDetail,
     FieldError,
@@ -40,6 +41,7 @@ from ._models import (
     RateLimit,
     Reply,
     Tweet,
+    UserTweets,
 )
 from ._ratelimit import (
     Answer,
@@ -73,6 +75,7 @@ __all__ = [
     "CollectionResult",
     "CreateTweet",
     "CurateCollection",
+    "DeliveryUnknown",
     "DuplicateContent",
     "ErrorDetail",
     "FieldError",
@@ -101,6 +104,7 @@ __all__ = [
     "Tweet",
     "Unauthorized",
     "UsageError",
+    "UserTweets",
     "ValidationError",
     "WindowSpec",
     "WindowView",

@@ -21,11 +21,12 @@ import tenacity
 
 from . import _retry
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
-from ._delivery import Call, OnAttempt, may_have_landed
+from ._delivery import Call, OnAttempt, made_by, may_have_landed
 from ._endpoints import endpoint_for
 from ._errors import (
     APIError,
     ClientClosed,
+    DeliveryUnknown,
     FieldError,
     MalformedResponse,
     Unauthorized,
@@ -48,6 +49,7 @@ from ._models import (
     Reply,
     Request,
     Tweet,
+    UserTweets,
 )
 from ._oauth2 import OAuth2Refresher
 from ._ratelimit import HORIZON, BudgetStats, Permit, Scheduler, Store, read_answer, server_date
@@ -66,6 +68,9 @@ T = TypeVar("T")
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
 _DEFAULT_RETRY = RetryPolicy()
+
+#: Slack (seconds) on the time a read-back starts at: X's clock and ours differ a little.
+_READ_SLACK = 5.0
 
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
@@ -114,6 +119,7 @@ class Client:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         store: Store | None = None,
+        read_lag: float = 2.0,
     ) -> None:
         _check_options(
             session=(session, aiohttp.ClientSession),
@@ -126,6 +132,9 @@ class Client:
                 raise ValidationError(f"must be a whole number >= 1, got {count!r}", field=name)
         if max_wait is not None:
             _check_seconds("max_wait", max_wait)
+        _check_seconds("read_lag", read_lag)
+        #: Seconds X's reads may lag its writes: a post is looked for no sooner after its last attempt.
+        self.read_lag = read_lag
         if user is not None and not isinstance(user, (OAuth1User, BearerUser)):
             raise ValidationError(f"must be an OAuth1User or a BearerUser, got {type(user).__name__}", "user")
         for name, function in (("clock", clock), ("sleep", sleep)):
@@ -272,6 +281,24 @@ class Client:
         """Apply 1 to 100 ``{"op": "add"|"remove", "tweet_id": ...}`` changes to collection ``id``."""
         return await self.send(CurateCollection(id, changes), user=user, max_wait=max_wait)
 
+    async def user_tweets(
+        self,
+        user_id: str,
+        *,
+        start_time: float | None = None,
+        since_id: str | None = None,
+        max_results: int = 100,
+        user: User | None = None,
+        max_wait: float | None = None,
+    ) -> tuple[Tweet, ...]:
+        """A user's recent posts, newest first (``GET /2/users/:id/tweets``), read as ``user``: made at or
+        after ``start_time`` (epoch seconds) or after ``since_id``, with their polls, media keys, and
+        quoted and replied-to posts."""
+        request = UserTweets(
+            user_id=user_id, start_time=start_time, since_id=since_id, max_results=max_results
+        )
+        return await self.send(request, user=user, max_wait=max_wait)
+
     # -- the send path ----------------------------------------------------------------------------
     # send (validate) -> _run (retry) -> _attempt (delivery rules, auth mending) -> _budgeted (wait for
     # budget) -> _sign -> transport.send -> _read (the answer). Only the transport does I/O.
@@ -285,6 +312,7 @@ class Client:
         max_wait: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
+        attempted_at: float | None = ...,
     ) -> Tweet: ...
     @overload
     async def send(
@@ -295,6 +323,7 @@ class Client:
         max_wait: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
+        attempted_at: float | None = ...,
     ) -> bool: ...
     @overload
     async def send(
@@ -305,7 +334,19 @@ class Client:
         max_wait: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
+        attempted_at: float | None = ...,
     ) -> CollectionResult: ...
+    @overload
+    async def send(
+        self,
+        request: UserTweets,
+        *,
+        user: User | None = ...,
+        max_wait: float | None = ...,
+        maybe_delivered: bool = ...,
+        on_attempt: OnAttempt | None = ...,
+        attempted_at: float | None = ...,
+    ) -> tuple[Tweet, ...]: ...
     @overload
     async def send(
         self,
@@ -315,6 +356,7 @@ class Client:
         max_wait: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
+        attempted_at: float | None = ...,
     ) -> Any: ...
 
     async def send(
@@ -325,6 +367,7 @@ class Client:
         max_wait: float | None = None,
         maybe_delivered: bool = False,
         on_attempt: OnAttempt | None = None,
+        attempted_at: float | None = None,
     ) -> Any:
         """Send a request object as ``user`` (or the client's default user) and return its result.
 
@@ -332,9 +375,14 @@ class Client:
         ``math.inf``: no bound). ``maybe_delivered`` says an earlier attempt of this same call may have
         reached X (a job resumed after a crash): a "duplicate" answer then means it was delivered.
         ``on_attempt`` is called with an ``asyncx.Attempt`` just before each attempt goes out.
+        ``attempted_at`` (epoch seconds) is when that earlier attempt went out, if known: a post without
+        text is settled by reading the user's posts since then (``DeliveryUnknown`` if none can be read).
         """
         self._check_usable()
         call = self._call(request, user, max_wait, maybe_delivered, on_attempt)
+        if attempted_at is not None:
+            _check_seconds("attempted_at", attempted_at)
+            call.written_at = (attempted_at, attempted_at)
         task = asyncio.current_task()
         assert task is not None
         self._calls[task] = call
@@ -428,7 +476,12 @@ class Client:
 
     async def _attempt(self, call: Call) -> Any:
         """One attempt, with what its failure says of delivery; a 401 is mended once (re-signing with
-        the server's clock for OAuth 1.0a code 135, or refreshing an OAuth 2.0 token)."""
+        the server's clock for OAuth 1.0a code 135, or refreshing an OAuth 2.0 token). A post without
+        text that may have landed is first looked for among the user's posts, not sent again blindly."""
+        if call.reads_back():
+            found = await self._read_back(call)
+            if found is not None:
+                return found
         try:
             try:
                 result = await self._budgeted(call)
@@ -441,6 +494,41 @@ class Client:
         except XError as exc:
             raise call.failed(exc) from None
         return call.endpoint.after_maybe_delivered(result) if call.maybe_delivered else result
+
+    async def _read_back(self, call: Call) -> Tweet | None:
+        """The post an earlier attempt of ``call`` made, read from the user's posts; None when it was not
+        made. Raises ``DeliveryUnknown`` when reading cannot tell."""
+        request, user, since = call.request, call.user, call.written_at
+        assert isinstance(request, CreateTweet)
+        if since is None or user.user_id is None:
+            why = "no user id to read" if since else "no time the earlier attempt went out"
+            raise DeliveryUnknown(
+                f"a post without text may have been made; reading back is impossible ({why})"
+            )
+        wait = since[1] + self.read_lag - self._clock()
+        if wait > 0:  # X's reads can lag its writes by a moment
+            await self._sleep(wait)
+        read = UserTweets(user_id=user.user_id, start_time=max(0.0, since[0] - _READ_SLACK))
+        reading = Call(
+            endpoint_for(read),
+            read,
+            endpoint_for(read).prepare(read, user, self.base_url),
+            user,
+            None,
+            False,
+            None,
+        )
+        try:
+            posts: tuple[Tweet, ...] = await self._run(reading)
+        except XError as exc:
+            raise DeliveryUnknown(
+                f"a post without text may have been made, and reading the user's posts back failed: {exc}"
+            ) from None
+        found = [post for post in posts if made_by(request, post)]
+        if found:
+            log.info("a post without text of user %s was found delivered as %s", user.key, found[-1].id)
+            return found[-1]  # the oldest: posts are read newest first
+        return None
 
     def _mend(self, user: User, exc: Unauthorized) -> bool:
         """Whether a 401 can be mended by one more attempt."""
@@ -478,7 +566,7 @@ class Client:
             async with self.scheduler.acquire(user.key, endpoint.name, max_wait=max_wait) as permit:
                 wire = self._sign(call, user)
                 try:
-                    call.writes()
+                    call.writes(self._clock())
                     response = await self._transport.send(wire)
                 except Exception as exc:
                     if not may_have_landed(exc):
@@ -503,7 +591,9 @@ class Client:
         else:
             assert self._signer is not None  # checked in _user_for
             authorization = self._signer.authorization(prepared.method, prepared.url, prepared.form, user)
-        headers = {"Authorization": authorization, "Content-Type": prepared.content_type}
+        headers = {"Authorization": authorization}
+        if prepared.body is not None:
+            headers["Content-Type"] = prepared.content_type
         return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
 
     def _read(self, call: Call, response: Response, permit: Permit) -> Any:

@@ -23,9 +23,9 @@ from ._errors import (
     TransportError,
     XError,
 )
-from ._models import CreateTweet, Request
+from ._models import CreateTweet, Request, Tweet
 
-__all__ = ["Attempt", "Call", "OnAttempt", "may_have_landed"]
+__all__ = ["Attempt", "Call", "OnAttempt", "made_by", "may_have_landed"]
 
 
 @attrs.frozen
@@ -64,6 +64,7 @@ class Call:
         "token",
         "user",
         "writing",
+        "written_at",
     )
 
     def __init__(
@@ -75,6 +76,7 @@ class Call:
         deadline: float | None,
         maybe_delivered: bool,
         on_attempt: OnAttempt | None,
+        written_at: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.request = request
@@ -86,13 +88,21 @@ class Call:
         self.attempts = 0
         self.writing = False  # an attempt is on the wire now
         self.token: str | None = None  # the OAuth 2.0 access token the last attempt was signed with
+        #: When the first and the last attempt went out (epoch seconds), as far as this call knows.
+        self.written_at: tuple[float, float] | None = (written_at, written_at) if written_at else None
 
-    def writes(self) -> None:
+    def writes(self, now: float) -> None:
         """An attempt is about to be written."""
+        self.written_at = (now if self.written_at is None else self.written_at[0], now)
         self.attempts += 1
         self.writing = True
         if self.on_attempt is not None:
             self.on_attempt(Attempt(self.attempts, self.maybe_delivered))
+
+    def reads_back(self) -> bool:
+        """Whether a lost answer is settled by reading the user's posts: a post with no text, which has
+        no "duplicate content" check to fall back on."""
+        return self.maybe_delivered and isinstance(self.request, CreateTweet) and self.request.text is None
 
     def answered(self) -> None:
         """The attempt on the wire got an HTTP answer."""
@@ -125,3 +135,17 @@ class Call:
         if self.maybe_delivered or self.writing or isinstance(exc, AlreadyPosted):
             exc.maybe_delivered = True
         return exc
+
+
+def made_by(request: CreateTweet, post: Tweet) -> bool:
+    """Whether ``post``, read back, is what ``request`` (a post without text) would have made: the same
+    poll, media, quoted post and replied-to post, and nothing else of them."""
+    poll = request.poll.options if request.poll else ()
+    media = request.media.media_ids if request.media else ()
+    reply = request.reply.in_reply_to_tweet_id if request.reply else None
+    return (
+        post.poll_options == poll
+        and tuple(key.rpartition("_")[2] for key in post.media_keys) == media
+        and post.quote_tweet_id == request.quote_tweet_id
+        and post.in_reply_to_tweet_id == reply
+    )

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
 
-from ._auth import BearerUser, OAuth1User, User, form_encode
+from ._auth import BearerUser, OAuth1User, User, form_encode, percent_encode
 from ._convert import structure, unstructure
 from ._errors import MalformedResponse, ValidationError
 from ._models import (
@@ -26,6 +27,7 @@ from ._models import (
     CurateCollection,
     Request,
     Tweet,
+    UserTweets,
 )
 
 __all__ = ["ENDPOINTS", "Endpoint", "Prepared", "endpoint_for"]
@@ -45,7 +47,7 @@ class Prepared:
     method: str
     url: str
     content_type: str
-    body: bytes
+    body: bytes | None
     form: tuple[tuple[str, str], ...] = ()
 
 
@@ -56,9 +58,10 @@ class Endpoint(Generic[R, T]):
     name: str
     path: str
     users: tuple[type, ...]
-    _body: Callable[[R], tuple[str, bytes, tuple[tuple[str, str], ...]]]
+    _body: Callable[[R], tuple[str, bytes | None, tuple[tuple[str, str], ...]]]
     _parse: Callable[[Any], T]
     _after_maybe_delivered: Callable[[T], T] | None = None
+    method: str = "POST"
 
     def after_maybe_delivered(self, result: T) -> T:
         """The result of an attempt made after an earlier one may have been applied unanswered."""
@@ -75,6 +78,10 @@ class Endpoint(Generic[R, T]):
 
     def prepare(self, request: R, user: User, base_url: str) -> Prepared:
         content_type, body, form = self._body(request)
+        if self.method == "GET":  # the pairs go in the query string, and are signed from there
+            path = self.path.format(user_id=getattr(request, "user_id", ""))
+            query = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in form)
+            return Prepared("GET", f"{base_url}{path}?{query}", "", None, form)
         path = self.path.format(user_id=getattr(user, "user_id", ""))
         return Prepared("POST", base_url + path, content_type, body, form)
 
@@ -105,6 +112,50 @@ def _collection_add_body(request: AddCollectionEntry) -> tuple[str, bytes, tuple
     if request.relative_to is not None:
         form += [("relative_to", request.relative_to), ("above", "true" if request.above else "false")]
     return _FORM, form_encode(form), tuple(form)
+
+
+#: What a read must show to tell a text-less post from another: its poll, media, quote and reply.
+_READ_FIELDS = (
+    ("tweet.fields", "attachments,created_at,referenced_tweets"),
+    ("expansions", "attachments.poll_ids,attachments.media_keys"),
+    ("poll.fields", "options"),
+)
+
+
+def _user_tweets_query(request: UserTweets) -> tuple[str, bytes | None, tuple[tuple[str, str], ...]]:
+    pairs = [*_READ_FIELDS, ("max_results", str(request.max_results))]
+    if request.start_time is not None:
+        stamp = datetime.fromtimestamp(int(request.start_time), timezone.utc)
+        pairs.append(("start_time", stamp.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    if request.since_id is not None:
+        pairs.append(("since_id", request.since_id))
+    return "", None, tuple(pairs)
+
+
+def _posts(data: Any) -> tuple[Tweet, ...]:
+    polls = {
+        p["id"]: tuple(o["label"] for o in p.get("options", ()))
+        for p in (data.get("includes") or {}).get("polls", ())
+    }
+    posts = []
+    for item in data.get("data") or ():
+        attachments = item.get("attachments") or {}
+        refs = {r.get("type"): r.get("id") for r in item.get("referenced_tweets") or ()}
+        options = next((polls[p] for p in attachments.get("poll_ids", ()) if p in polls), ())
+        fields = {
+            "id": item["id"],
+            "text": item.get("text", ""),
+            "created_at": item.get("created_at"),
+            "poll_options": options,
+            "media_keys": tuple(attachments.get("media_keys", ())),
+            "quote_tweet_id": refs.get("quoted"),
+            "in_reply_to_tweet_id": refs.get("replied_to"),
+        }
+        post = structure(fields, Tweet)
+        if not _DIGITS.fullmatch(post.id):
+            raise ValueError(f"the post id {post.id[:40]!r} is not an id")
+        posts.append(post)
+    return tuple(posts)
 
 
 def _tweet(data: Any) -> Tweet:
@@ -140,6 +191,15 @@ def _duplicates_applied(result: CollectionResult) -> CollectionResult:
 
 
 ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
+    UserTweets: Endpoint(
+        "user_tweets",
+        "/2/users/{user_id}/tweets",
+        (OAuth1User, BearerUser),
+        _user_tweets_query,
+        _posts,
+        None,
+        "GET",
+    ),
     CreateTweet: Endpoint("create_tweet", "/2/tweets", (OAuth1User, BearerUser), _json_body, _tweet),
     Bookmark: Endpoint(
         "bookmark", "/2/users/{user_id}/bookmarks", (BearerUser,), _bookmark_body, _bookmarked

@@ -6,6 +6,7 @@
     ├── ValidationError          bad input, raised before anything is sent or any budget spent
     ├── TransportError           connection, TLS or timeout failure (``retryable`` is false for TLS refusals)
     ├── StoreUnavailable         the shared rate-limit store cannot be reached
+    ├── DeliveryUnknown          a post without text may have been made, and reading back could not tell
     ├── UsageError               misuse: a closed session, a call from another event loop
     │   └── ClientClosed         the client is closed, or was closed while this call was open
     └── APIError                 X answered with an error: ``status``, ``problem``, ``errors``, ``headers``
@@ -34,6 +35,7 @@ __all__ = [
     "APIError",
     "AlreadyPosted",
     "ClientClosed",
+    "DeliveryUnknown",
     "DuplicateContent",
     "ErrorDetail",
     "FieldError",
@@ -101,6 +103,14 @@ class TransportError(XError):
         super().__init__(message)
         self.maybe_delivered = maybe_delivered
         self.retryable = retryable
+
+
+class DeliveryUnknown(XError):
+    """An attempt of a post without text may have reached X, and reading the user's posts back could not
+    settle whether it did (no read access, say). It is not sent again blindly: that could post it twice.
+    """
+
+    maybe_delivered = True
 
 
 class UsageError(XError, RuntimeError):

@@ -29,6 +29,7 @@ __all__ = [
     "Reply",
     "Request",
     "Tweet",
+    "UserTweets",
 ]
 
 _Ids = Iterable[str | int]
@@ -193,6 +194,28 @@ class CreateTweet(Request):
         v.raise_if(errors)
 
 
+@attrs.frozen(kw_only=True)
+class UserTweets(Request):
+    """``GET /2/users/:id/tweets``: a user's posts, newest first, made at or after ``start_time``
+    (epoch seconds) or after ``since_id``. asyncx reads them to settle whether a post whose answer was
+    lost was made."""
+
+    user_id: str = attrs.field(converter=_id)
+    start_time: float | None = None
+    since_id: str | None = attrs.field(default=None, converter=_opt_id)
+    max_results: int = 100
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_id(errors, "user_id", self.user_id)
+        if self.since_id is not None:
+            v.check_id(errors, "since_id", self.since_id)
+        if self.start_time is not None:
+            v.check_seconds(errors, "start_time", self.start_time)
+        v.check_range(errors, "max_results", self.max_results, 5, 100)
+        v.raise_if(errors)
+
+
 @attrs.frozen
 class Bookmark(Request):
     """``POST /2/users/:id/bookmarks``: bookmark a post for the (OAuth 2.0) user sending it."""
@@ -272,11 +295,20 @@ class CurateCollection(Request):
 
 @attrs.frozen
 class Tweet:
-    """A created post. ``errors`` holds any partial errors X returned beside it."""
+    """A post, created or read. ``errors`` holds any partial errors X returned beside a created one.
+
+    Read posts (``Client.user_tweets``) also carry when they were made (``created_at``, X's ISO form) and
+    what a post without text holds: poll options, media keys, the quoted and the replied-to post's id.
+    """
 
     id: str
     text: str
     errors: tuple[Mapping[str, Any], ...] = ()
+    created_at: str | None = None
+    poll_options: tuple[str, ...] = ()
+    media_keys: tuple[str, ...] = ()
+    quote_tweet_id: str | None = None
+    in_reply_to_tweet_id: str | None = None
 
 
 @attrs.frozen

@@ -308,3 +308,52 @@ async def test_an_unreachable_store_with_retries_off_raises() -> None:
         with pytest.raises(asyncx.StoreUnavailable):
             await client.create_tweet(text="hi", user=BOB)
     assert sent == []
+
+
+POLL = {"options": ["yes", "no"], "duration_minutes": 60}
+
+
+async def test_a_text_less_post_whose_answer_was_lost_is_found_by_reading_back_not_posted_twice() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        fake.drop_next(1)  # the poll is made, its answer lost
+        async with fake.client(retry=FAST) as client:
+            post = await client.create_tweet(poll=POLL, user=alice.bearer)
+        assert len(fake.posts) == 1 and post.id in fake.posts
+        assert post.poll_options == ("yes", "no")
+        assert [e.endpoint for e in fake.log] == ["create_tweet", "user_tweets"]
+
+
+async def test_a_text_less_post_that_never_landed_is_sent_again_after_reading_back() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        fake.add_post("an older post", alice)
+        fake.fail_next(1, 503)  # nothing made, but a 5xx may have made it
+        async with fake.client(retry=FAST) as client:
+            post = await client.create_tweet(media={"media_ids": ["77"]}, user=alice.oauth1)
+        assert len(fake.posts) == 2 and fake.posts[post.id].media_ids == ("77",)
+        assert [e.endpoint for e in fake.log] == ["create_tweet", "user_tweets", "create_tweet"]
+
+
+async def test_another_post_of_the_same_user_is_not_taken_for_ours() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        other = fake.posts_by(alice)
+        fake.fail_next(1, 503)
+        async with fake.client(retry=FAST) as client:
+            await client.create_tweet(poll={"options": ["a", "b"], "duration_minutes": 5}, user=alice.bearer)
+            fake.fail_next(1, 503)
+            second = await client.create_tweet(
+                poll={"options": ["a", "c"], "duration_minutes": 5}, user=alice.bearer
+            )
+        assert other == [] and len(fake.posts) == 2 and fake.posts[second.id].poll_options == ("a", "c")
+
+
+async def test_when_reading_back_is_impossible_the_call_ends_delivery_unknown_and_is_not_resent() -> None:
+    reads = [asyncx.Response(403, {}, b'{"title": "Forbidden", "detail": "no read access"}')]
+    transport, sent = _script(asyncx.TransportError("reset", maybe_delivered=True), *reads)
+    async with _client(transport) as client:
+        with pytest.raises(asyncx.DeliveryUnknown) as info:
+            await client.create_tweet(quote_tweet_id="5", user=BOB)
+    assert info.value.maybe_delivered is True
+    assert [r.method for r in sent] == ["POST", "GET"]  # never posted a second time

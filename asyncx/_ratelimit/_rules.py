@@ -15,7 +15,7 @@ from ._store import WindowSpec
 
 __all__ = ["APP_PREFIX", "DEFAULT_LIMITS", "ENDPOINT_NAMES", "Rules", "resolve_limits"]
 
-ENDPOINT_NAMES = ("create_tweet", "bookmark", "add_collection_entry", "curate_collection")
+ENDPOINT_NAMES = ("create_tweet", "bookmark", "add_collection_entry", "curate_collection", "user_tweets")
 
 #: Keys with this prefix configure app-wide limits: ``{"app:create_tweet": RateLimit(10_000, 86_400)}``.
 APP_PREFIX = "app:"
@@ -24,6 +24,7 @@ APP_PREFIX = "app:"
 DEFAULT_LIMITS: Mapping[str, tuple[RateLimit, ...]] = {
     "create_tweet": (RateLimit(100, 900.0),),
     "bookmark": (RateLimit(50, 900.0),),
+    "user_tweets": (RateLimit(900, 900.0),),
     "app:create_tweet": (RateLimit(10_000, 86_400.0),),
 }
 

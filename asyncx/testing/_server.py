@@ -19,6 +19,7 @@ import ssl
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,11 +43,12 @@ DEFAULT_LIMITS: Mapping[str, RateLimit] = {
     "bookmark": RateLimit(50, 900.0),
     "add_collection_entry": RateLimit(300, 900.0),
     "curate_collection": RateLimit(300, 900.0),
+    "user_tweets": RateLimit(900, 900.0),
 }
 
 _PROBLEMS = "https://api.twitter.com/2/problems/"
 _DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
-_V2 = frozenset({"create_tweet", "bookmark"})
+_V2 = frozenset({"create_tweet", "bookmark", "user_tweets"})
 
 
 @attrs.frozen
@@ -73,6 +75,11 @@ class Post:
     text: str | None
     user_id: str
     created_at: float
+    #: What a text-less post holds, as ``GET /2/users/:id/tweets`` shows it.
+    poll_options: tuple[str, ...] = ()
+    media_ids: tuple[str, ...] = ()
+    quote_tweet_id: str | None = None
+    in_reply_to_tweet_id: str | None = None
 
 
 @attrs.frozen
@@ -144,6 +151,11 @@ class _Window:
     def __init__(self, reset: int) -> None:
         self.reset = reset
         self.count = 0
+
+
+def _iso(epoch: float) -> str:
+    """X's timestamp format: ``2026-11-30T04:05:06.000Z``."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def ideal_makespan(first_arrival: float, posts: int, limit: int, window: float) -> float:
@@ -224,6 +236,7 @@ class FakeX:
         app.router.add_post("/2/oauth2/token", self._token)
         app.router.add_post("/2/tweets", self._handler("create_tweet", self._create_tweet))
         app.router.add_post("/2/users/{id}/bookmarks", self._handler("bookmark", self._bookmark))
+        app.router.add_get("/2/users/{id}/tweets", self._handler("user_tweets", self._user_tweets))
         add, curate = "/1.1/collections/entries/add.json", "/1.1/collections/entries/curate.json"
         app.router.add_post(add, self._handler("add_collection_entry", self._collection_add))
         app.router.add_post(curate, self._handler("curate_collection", self._collection_curate))
@@ -276,6 +289,7 @@ class FakeX:
         """An ``asyncx.Client`` for this server with the fake app's keys; ``kwargs`` go to the client."""
         kwargs.setdefault("consumer_key", self.consumer_key)
         kwargs.setdefault("consumer_secret", self.consumer_secret)
+        kwargs.setdefault("read_lag", 0.0)  # the fake's reads show its writes at once
         if self.ssl_context is not None:
             kwargs.setdefault("ssl", self.ssl_context)
         return Client(base_url=self.base_url, **kwargs)
@@ -530,8 +544,16 @@ class FakeX:
         }
         return 400, payload, False
 
-    def _commit_post(self, user_id: str, text: str | None) -> Post:
-        post = Post(str(next(self._ids)), text, user_id, self.now())
+    def _commit_post(self, user_id: str, text: str | None, tweet: Any = None) -> Post:
+        extra: dict[str, Any] = {}
+        if tweet is not None:
+            extra = {
+                "poll_options": tweet.poll.options if tweet.poll else (),
+                "media_ids": tweet.media.media_ids if tweet.media else (),
+                "quote_tweet_id": tweet.quote_tweet_id,
+                "in_reply_to_tweet_id": tweet.reply.in_reply_to_tweet_id if tweet.reply else None,
+            }
+        post = Post(str(next(self._ids)), text, user_id, self.now(), **extra)
         self.posts[post.id] = post
         if text is not None:
             self._texts[user_id].add(text)
@@ -557,12 +579,70 @@ class FakeX:
                     f"the post {ref} does not exist",
                     "quote_tweet_id" if ref == tweet.quote_tweet_id else "reply.in_reply_to_tweet_id",
                 )
-        post = self._commit_post(user_id, tweet.text)
+        post = self._commit_post(user_id, tweet.text, tweet)
         return (
             201,
             {"data": {"id": post.id, "text": post.text or "", "edit_history_tweet_ids": [post.id]}},
             False,
         )
+
+    def _user_tweets(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        """``GET /2/users/:id/tweets``: a user's posts, newest first, as X shows them to any reader."""
+        owner = request.match_info["id"]
+        query = request.query
+        try:
+            count = int(query.get("max_results", "10"))
+            start = query.get("start_time")
+            since = float(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()) if start else None
+        except ValueError:
+            return self._invalid("max_results and start_time must be a number and YYYY-MM-DDTHH:mm:ssZ")
+        if not 5 <= count <= 100:
+            return self._invalid("max_results must be between 5 and 100", "max_results")
+        since_id = query.get("since_id")
+        posts = [
+            p
+            for p in reversed(self.posts.values())
+            if p.user_id == owner
+            and (since is None or p.created_at >= since)
+            and (since_id is None or int(p.id) > int(since_id))
+        ][:count]
+        expansions = set(query.get("expansions", "").split(","))
+        data, polls = [], []
+        for p in posts:
+            item: dict[str, Any] = {
+                "id": p.id,
+                "text": p.text or "",
+                "edit_history_tweet_ids": [p.id],
+                "created_at": datetime.fromtimestamp(p.created_at, timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%S.000Z"
+                ),
+            }
+            attachments: dict[str, list[str]] = {}
+            if p.poll_options:
+                attachments["poll_ids"] = [f"9{p.id}"]
+                polls.append(
+                    {
+                        "id": f"9{p.id}",
+                        "options": [
+                            {"position": i, "label": o, "votes": 0} for i, o in enumerate(p.poll_options, 1)
+                        ],
+                    }
+                )
+            if p.media_ids:
+                attachments["media_keys"] = [f"3_{m}" for m in p.media_ids]
+            if attachments:
+                item["attachments"] = attachments
+            refs = [("quoted", p.quote_tweet_id), ("replied_to", p.in_reply_to_tweet_id)]
+            if any(ref for _, ref in refs):
+                item["referenced_tweets"] = [{"type": kind, "id": ref} for kind, ref in refs if ref]
+            data.append(item)
+        payload: dict[str, Any] = {"meta": {"result_count": len(data)}}
+        if data:
+            payload["data"] = data
+            payload["meta"].update(newest_id=data[0]["id"], oldest_id=data[-1]["id"])
+        if polls and "attachments.poll_ids" in expansions:
+            payload["includes"] = {"polls": polls}
+        return 200, payload, False
 
     def _bookmark(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         if request.match_info["id"] != user_id:
