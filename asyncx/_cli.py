@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         help="send again the lines X refused for their content (a 400, a duplicate) in an earlier run",
     )
     post.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="send again the posts without text whose delivery an earlier run could not settle (may double)",
+    )
+    post.add_argument(
         "--sandbox", action="store_true", help="run against an in-process fake X with made-up users"
     )
     return parser
@@ -133,7 +138,14 @@ class _Report:
         if path is not None:
             # Lives as long as the report; closed in close().
             self._scratch = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-        self.counts = {"done": 0, "failed": 0, "invalid": 0, "resumed": 0, "delivered_earlier": 0}
+        self.counts = {
+            "done": 0,
+            "failed": 0,
+            "unknown": 0,
+            "invalid": 0,
+            "resumed": 0,
+            "delivered_earlier": 0,
+        }
         self.errors: dict[str, int] = {}
         self.numbers: dict[str, int] = {}  # line numbers of the items under way, by key
         self.flush({"running": True})
@@ -143,7 +155,7 @@ class _Report:
             self._scratch.write(json.dumps(entry) + "\n")
 
     def outcome(self, outcome: Outcome) -> None:
-        self.counts["done" if outcome.ok else "failed"] += 1
+        self.counts["done" if outcome.ok else "unknown" if outcome.status == "unknown" else "failed"] += 1
         self.counts["resumed"] += outcome.resumed
         self.counts["delivered_earlier"] += outcome.delivered_earlier
         for o in (outcome, *outcome.steps):
@@ -350,7 +362,12 @@ async def _run(
         )
         try:
             outcomes = run(
-                client, items(), journal=journal, concurrency=args.concurrency, retry_failed=args.retry_failed
+                client,
+                items(),
+                journal=journal,
+                concurrency=args.concurrency,
+                retry_failed=args.retry_failed,
+                resend_unknown=args.resend_unknown,
             )
             async for outcome in outcomes:
                 report.outcome(outcome)
@@ -385,7 +402,7 @@ async def _run(
         return 128 + stopped.signum
     if stopped.reason is not None:
         console.print(f"stopped: {stopped.reason}", markup=False)
-    failed = report.counts["failed"] + report.counts["invalid"]
+    failed = report.counts["failed"] + report.counts["invalid"] + report.counts["unknown"]
     return 1 if failed else 0
 
 
@@ -508,6 +525,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("  of which resumed from the journal", str(summary["resumed"]))
     table.add_row("  of which delivered by an earlier attempt", str(summary["delivered_earlier"]))
     table.add_row("failed", str(summary["failed"]))
+    if summary.get("unknown"):
+        table.add_row("unknown (may exist; see --resend-unknown)", str(summary["unknown"]))
     for error, count in sorted(summary["errors"].items()):
         table.add_row(f"  {error}", str(count))
     table.add_row("invalid (skipped)", str(summary["invalid"]))

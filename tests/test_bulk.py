@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import tenacity
 
 import asyncx
 from asyncx import bulk
@@ -610,3 +611,57 @@ def test_line_keys_are_ids_or_content_with_occurrence() -> None:
     )
     assert keys.key(3, "order-7", same) == "id:order-7"
     assert not isinstance(keys.key(4, "order-7", same), str)  # an id used twice is a problem
+
+
+async def test_text_less_posts_land_exactly_once_through_lost_answers_and_a_kill(tmp_path: Path) -> None:
+    """Polls have no duplicate check to fall back on: lost answers and a SIGKILL must not double them."""
+    from asyncx.testing import Faults
+
+    limits = {"create_tweet": asyncx.RateLimit(4, 1.0)}
+    async with FakeX(limits=limits, faults=Faults(drop_rate=0.15, latency=0.02), seed=7) as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben", "cat")}
+        creds = _credentials(tmp_path, fake, users)
+        lines = [
+            {"user": n, "poll": {"options": [f"{n} {i} yes", "no"], "duration_minutes": 60}}
+            for i in range(6)
+            for n in users
+        ]
+        jobs = _jobs(tmp_path, lines)
+        journal = tmp_path / "jobs.journal.sqlite"
+        args = ["-m", "asyncx", "post", str(jobs), "--credentials", str(creds), "--base-url", fake.base_url]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        while len(fake.posts) < 6 or not _journaled(journal):  # mid-run (a poll on another process)
+            await asyncio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        fake.faults = Faults()
+        code, _, _ = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0
+        made = sorted(p.poll_options[0] for p in fake.posts.values())
+        assert made == sorted(line["poll"]["options"][0] for line in lines)  # each once: none lost or doubled
+
+
+async def test_a_post_whose_delivery_cannot_be_settled_ends_unknown_and_waits_for_resend_unknown(
+    tmp_path: Path,
+) -> None:
+    posts: list[str] = []
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        if request.method == "GET":  # no read access
+            return asyncx.Response(403, {}, b'{"title": "Forbidden", "detail": "no"}')
+        posts.append(request.url)
+        raise asyncx.TransportError("connection reset after the request was written", maybe_delivered=True)
+
+    bob = asyncx.BearerUser(access_token="t", user_id="42")
+    item = bulk.Item("poll", asyncx.CreateTweet(poll={"options": ["a", "b"], "duration_minutes": 5}), bob)
+    journal = tmp_path / "j.sqlite"
+    no_wait = asyncx.RetryPolicy(wait=tenacity.wait_none())
+    async with asyncx.Client(transport=asyncx.MockTransport(handler), retry=no_wait, read_lag=0) as client:
+        [first] = [o async for o in bulk.run(client, [item], journal=journal)]
+        assert first.status == "unknown" and first.error_type == "DeliveryUnknown" and len(posts) == 1
+        [again] = [o async for o in bulk.run(client, [item], journal=journal)]
+        assert again.status == "unknown" and again.resumed and len(posts) == 1  # not sent again
+        [forced] = [o async for o in bulk.run(client, [item], journal=journal, resend_unknown=True)]
+        assert len(posts) == 2 and forced.error_type == "DeliveryUnknown"

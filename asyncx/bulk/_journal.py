@@ -22,8 +22,9 @@ __all__ = ["Journal", "JournalInUse", "Record"]
 #: The journal's format: 2 keys lines by identity (``id:...`` or ``sha:...``), 0 by line number.
 VERSION = 2
 
-#: States that end a step: it is not sent again.
-FINAL = frozenset({"done", "failed"})
+#: States that end a step: it is not sent again. ``unsettled``: it may have been made and reading back
+#: could not tell (``--resend-unknown`` sends it again).
+FINAL = frozenset({"done", "failed", "unsettled"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
@@ -49,6 +50,7 @@ class Record:
     state: str
     attempts: int
     result: dict[str, Any]
+    updated: float = 0.0
 
 
 class Journal:
@@ -81,11 +83,11 @@ class Journal:
     def get(self, key: str, digest: str) -> Record | None:
         """The step's record, or None if it is new (or its job line has changed since)."""
         row = self._db.execute(
-            "SELECT digest, state, attempts, result FROM steps WHERE key = ?", (key,)
+            "SELECT digest, state, attempts, result, updated FROM steps WHERE key = ?", (key,)
         ).fetchone()
         if row is None or row[0] != digest:
             return None
-        return Record(row[1], row[2], json.loads(row[3]) if row[3] else {})
+        return Record(row[1], row[2], json.loads(row[3]) if row[3] else {}, row[4])
 
     def sending(self, key: str, digest: str) -> None:
         """Record, durably, that the step is about to be sent."""

@@ -22,6 +22,7 @@ from .._endpoints import endpoint_for
 from .._errors import (
     AlreadyPosted,
     APIError,
+    DeliveryUnknown,
     DuplicateContent,
     MalformedResponse,
     Unauthorized,
@@ -112,11 +113,11 @@ async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[I
 def _outcome(
     key: str, action: str, state: str, attempts: int, result: dict[str, Any], resumed: bool, user: str
 ) -> Outcome:
-    """An ``Outcome`` from a journal state (``done``, ``failed``, ``unknown``, ``retry``) and result."""
+    """An ``Outcome`` from a journal state (``done``, ``failed``, ``unsettled``, ``unknown``, ``retry``)."""
     return Outcome(
         key,
         action,
-        "done" if state == "done" else "failed",
+        {"done": "done", "unsettled": "unknown"}.get(state, "failed"),
         result.get("tweet_id"),
         result.get("error"),
         result.get("error_type"),
@@ -135,19 +136,29 @@ REFUSALS_BEFORE_GIVING_UP = 3
 class _Job:
     """What every step of one run shares: the client, the journal, and what the run has learned."""
 
-    __slots__ = ("client", "journal", "refusals", "refused_after", "retry_failed")
+    __slots__ = ("client", "journal", "refusals", "refused_after", "resend_unknown", "retry_failed")
 
     def __init__(
-        self, client: Client, journal: Journal | None, retry_failed: bool, refused_after: int
+        self,
+        client: Client,
+        journal: Journal | None,
+        retry_failed: bool,
+        resend_unknown: bool,
+        refused_after: int,
     ) -> None:
         self.client = client
         self.journal = journal
         self.retry_failed = retry_failed
+        self.resend_unknown = resend_unknown
         self.refused_after = refused_after
         self.refusals: dict[str, int] = {}  # user key -> 401s in a row
 
     def final(self, state: str) -> bool:
-        return state in FINAL and not (self.retry_failed and state == "failed")
+        if state == "failed":
+            return not self.retry_failed
+        if state == "unsettled":
+            return not self.resend_unknown
+        return state in FINAL
 
 
 class _CredentialsRefused(Exception):
@@ -167,6 +178,7 @@ def _refused_for_content(exc: XError) -> bool:
 async def _step(job: _Job, key: str, digest: str, request: Request, user: User) -> Outcome:
     action = endpoint_for(request).name
     maybe_delivered = False
+    attempted_at: float | None = None
     journal = job.journal
     if journal is not None:
         record = journal.get(key, digest)
@@ -175,6 +187,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
                 key, action, record.state, record.attempts, record.result, resumed=True, user=user.key
             )
         maybe_delivered = record is not None and record.state in ("sending", "unknown")
+        attempted_at = record.updated if record is not None and maybe_delivered else None
     if journal is not None:
         journal.sending(key, digest)
     attempts: list[Attempt] = []
@@ -189,7 +202,11 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
     result: dict[str, Any] = {}
     try:
         answer = await job.client.send(
-            request, user=user, maybe_delivered=maybe_delivered, on_attempt=attempting
+            request,
+            user=user,
+            maybe_delivered=maybe_delivered,
+            on_attempt=attempting,
+            attempted_at=attempted_at,
         )
         job.refusals.pop(user.key, None)
         if isinstance(answer, Tweet):
@@ -204,6 +221,9 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
         result = {"error": why, "error_type": "CredentialsRefused"}
     except AlreadyPosted:
         result = {"delivered_earlier": True}
+    except DeliveryUnknown as exc:  # may exist; not sent again unless resend_unknown
+        state = "unsettled"
+        result = {"error": str(exc), "error_type": "DeliveryUnknown"}
     except MalformedResponse as exc:  # X accepted it; its answer just lacks the id
         result = {"error": f"delivered, id unknown: {exc}", "error_type": "MalformedResponse"}
     except XError as exc:
@@ -259,6 +279,7 @@ async def run(
     journal: Journal | str | Path | None = None,
     concurrency: int = 100,
     retry_failed: bool = False,
+    resend_unknown: bool = False,
     refused_after: int = REFUSALS_BEFORE_GIVING_UP,
 ) -> AsyncIterator[Outcome]:
     """Send every item through ``client`` and yield each ``Outcome`` as it ends (not in input order).
@@ -266,9 +287,11 @@ async def run(
     ``journal`` (a path or a ``Journal``) records each step before and after it is sent, so running the
     same items again with it skips what is done, settles what was in flight, and sends again everything
     that did not end delivered, but for what X refused for its content (a 400, a duplicate): those stay
-    failed unless ``retry_failed``. A user whose requests are answered 401 ``refused_after`` times in a
-    row is not sent for again in this run: their remaining items end ``CredentialsRefused``, unsent.
-    At most ``concurrency`` items are under way at once; the rest are read only as room frees up.
+    failed unless ``retry_failed``. A post without text that may have been made, and that reading back
+    could not settle, ends ``unknown`` and is not sent again unless ``resend_unknown``. A user whose
+    requests are answered 401 ``refused_after`` times in a row is not sent for again in this run: their
+    remaining items end ``CredentialsRefused``, unsent. At most ``concurrency`` items are under way at
+    once; the rest are read only as room frees up.
 
     Example::
 
@@ -277,7 +300,7 @@ async def run(
     """
     owned = isinstance(journal, (str, Path))
     store = Journal(journal) if isinstance(journal, (str, Path)) else journal
-    job = _Job(client, store, retry_failed, refused_after)
+    job = _Job(client, store, retry_failed, resend_unknown, refused_after)
     results: asyncio.Queue[Outcome | BaseException | None] = asyncio.Queue(maxsize=concurrency)
     room = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
