@@ -9,13 +9,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,9 +26,10 @@ from rich.table import Table
 
 from ._auth import BearerUser
 from ._client import Client
-from ._errors import ValidationError
+from ._errors import ValidationError, XError
 from ._models import RateLimit
 from ._ratelimit import RedisStore
+from ._transport import AiohttpTransport, Timeouts, WireRequest
 from .bulk import Item, Journal, JournalInUse, Outcome, run
 from .bulk._jobs import (
     Credentials,
@@ -40,6 +42,7 @@ from .bulk._jobs import (
     read_lines,
     scan_users,
 )
+from .bulk._plan import DEFAULT_PRICES, Plan
 
 __all__ = ["main"]
 
@@ -87,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="send again the lines X refused for their content (a 400, a duplicate) in an earlier run",
+    )
+    post.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="NAME=USD",
+        help="override a price for --dry-run's cost: post, post_with_url or bookmark (repeatable)",
     )
     post.add_argument(
         "--resend-unknown",
@@ -213,7 +223,7 @@ async def _post(args: argparse.Namespace) -> int:
                 f"[red]user {name!r} has no credentials[/]: its {per_user[name]} line(s) will be skipped"
             )
         if args.dry_run:
-            return _dry_run(args.jobs, creds, console)
+            return await _dry_run(args, creds, console, base_url)
         journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
         if args.sandbox and args.journal is None:  # a fresh fake each run: a fresh journal too
             journal_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "sandbox.journal.sqlite"
@@ -295,18 +305,94 @@ def _restore_tokens(creds: Credentials, journal: Journal) -> None:
             user.bearer.on_refresh = keep
 
 
-def _dry_run(jobs: Path, creds: Credentials, console: Console) -> int:
-    valid = invalid = 0
+async def _dry_run(args: argparse.Namespace, creds: Credentials, console: Console, base_url: str) -> int:
+    """A full rehearsal that sends nothing: every line and ``then`` step, the credentials each needs, the
+    options, X and Redis reachable, what the journal would skip, the least time and the cost."""
+    limits = _rate_limits(args.rate_limit)
+    prices = _prices(args.price)
+    problems = 0
+    journal = None
+    journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
+    if journal_path.is_file() and not args.sandbox:
+        journal = Journal(journal_path, lock=False)
+    plan = Plan()
+    valid = 0
     keys = LineKeys()
-    for number, text in read_lines(jobs):
-        parsed = parse_line(number, text, creds, keys)
-        if isinstance(parsed, LineProblem):
-            invalid += 1
-            console.print(f"line {parsed.line}: {parsed.message}", markup=False, highlight=False)
-        else:
+    try:
+        for number, text in read_lines(args.jobs):
+            parsed = parse_line(number, text, creds, keys)
+            if isinstance(parsed, LineProblem):
+                problems += 1
+                console.print(f"line {parsed.line}: {parsed.message}", markup=False, highlight=False)
+                continue
             valid += 1
-    print(f"dry run: {valid} valid line(s), {invalid} invalid; nothing was sent")
-    return 1 if invalid else 0
+            record = journal.get(parsed.key, parsed.digest) if journal is not None else None
+            if record is not None and record.state in ("done", "failed", "unsettled"):
+                plan.skipped += 1
+            else:
+                plan.add(parsed)
+    finally:
+        if journal is not None:
+            journal.close()
+    problems += await _reachable(base_url, args.redis, console)
+    seconds = plan.seconds(limits)
+    kinds = plan.kinds
+    print(f"dry run: {valid} valid line(s), {problems} problem(s); nothing was sent")
+    if journal is not None:
+        print(f"  the journal {journal_path} has {plan.skipped} of them over: they would be skipped")
+    posts, with_url = kinds["post"] + kinds["post_with_url"], kinds["post_with_url"]
+    print(
+        f"  would send {posts} post(s) ({with_url} with a URL), {kinds['bookmark']} bookmark(s), "
+        f"{kinds['collection']} collection change(s)"
+    )
+    took = "unknown until X answers (no published limit)" if seconds is None else f"{seconds:,.0f} s"
+    print(f"  least time the rate windows allow: {took}")
+    print(f"  cost at pay-per-use prices: ${plan.cost(prices):,.2f} ({_price_list(prices)})")
+    return 1 if problems else 0
+
+
+async def _reachable(base_url: str, redis: str | None, console: Console) -> int:
+    """Check that X (or the fake) answers and that Redis does; returns how many do not."""
+    problems = 0
+    transport = AiohttpTransport(timeouts=Timeouts(connect=5.0, total=5.0))
+    try:
+        response = await transport.send(WireRequest("HEAD", base_url + "/2/openapi.json", {}))
+        print(f"  {base_url}: reachable (HTTP {response.status})")
+    except XError as exc:
+        console.print(f"{base_url}: unreachable: {exc}", markup=False, highlight=False)
+        problems += 1
+    finally:
+        await transport.aclose()
+    if redis is not None:
+        store = RedisStore(redis, timeout=5.0)
+        try:
+            await store.check()
+            print(f"  {store!r}: reachable")
+        except XError as exc:
+            console.print(f"{store!r}: {exc}", markup=False, highlight=False)
+            problems += 1
+        finally:
+            await store.aclose()
+    return problems
+
+
+def _prices(specs: list[str]) -> dict[str, float]:
+    """``NAME=USD`` options over the default prices."""
+    prices = dict(DEFAULT_PRICES)
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            price = float(value)
+        except ValueError:
+            price = -1.0
+        if name not in DEFAULT_PRICES or not 0 <= price < math.inf:
+            raise _Usage(f"--price {spec!r}: expected one of {', '.join(DEFAULT_PRICES)}=USD")
+        prices[name] = price
+    return prices
+
+
+def _price_list(prices: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} ${price:g}" for name, price in prices.items())
 
 
 async def _run(

@@ -251,7 +251,8 @@ def test_dry_run_reports_problems_with_line_numbers_and_sends_nothing(
     assert "user 'zed' has no credentials: its 1 line(s) will be skipped" in captured.err.replace("\n", " ")
     assert "line 5: user 'ann' has no OAuth 2.0" in captured.err
     assert "line 6: unknown action 'fly'" in captured.err
-    assert "1 valid line(s), 5 invalid" in captured.out
+    assert "1 valid line(s), 6 problem(s)" in captured.out  # five lines, and X unreachable
+    assert "https://127.0.0.1:9: unreachable" in captured.err
     assert "k" not in captured.out.split() and "1-a" not in captured.err
 
 
@@ -665,3 +666,42 @@ async def test_a_post_whose_delivery_cannot_be_settled_ends_unknown_and_waits_fo
         assert again.status == "unknown" and again.resumed and len(posts) == 1  # not sent again
         [forced] = [o async for o in bulk.run(client, [item], journal=journal, resend_unknown=True)]
         assert len(posts) == 2 and forced.error_type == "DeliveryUnknown"
+
+
+async def test_dry_run_is_a_full_rehearsal_that_says_what_the_journal_skips(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben")}
+        creds = _credentials(tmp_path, fake, users)
+        lines: list[object] = [{"user": "ann", "text": f"post {i}"} for i in range(5)]
+        lines.append({"user": "ben", "text": "see https://example.com", "then": {"bookmark_as": "ann"}})
+        jobs = _jobs(tmp_path, lines)
+        base = ["--credentials", creds, "--base-url", fake.base_url]
+        assert (await _cli("post", jobs, *base))[0] == 0
+        sent = len(fake.log)
+        _jobs(tmp_path, [*lines, {"user": "ben", "text": "then to nobody", "then": {"bookmark_as": "zed"}}])
+        code, out, err = await _cli(
+            "post", jobs, *base, "--dry-run", "--price", "post=0.01", "--redis", "redis://127.0.0.1:1/0"
+        )
+        assert len(fake.log) == sent  # nothing was sent
+        assert code == 1
+        assert "line 7: user 'zed' has no credentials" in err  # a then step's user is checked too
+        assert "unreachable" in err and "redis://127.0.0.1:1/0" in err
+        assert f"{fake.base_url}: reachable" in out
+        assert "6 of them over: they would be skipped" in out
+        assert "would send 0 post(s)" in out
+
+
+async def test_dry_run_estimates_the_least_time_and_the_cost(tmp_path: Path) -> None:
+    async with FakeX() as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "ben")}
+        creds = _credentials(tmp_path, fake, users)
+        lines: list[object] = [{"user": "ann", "text": f"post {i}"} for i in range(250)]
+        lines.append({"user": "ben", "text": "see https://example.com"})
+        jobs = _jobs(tmp_path, lines)
+        code, out, _ = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--dry-run"
+        )
+        assert code == 0 and len(fake.log) == 0
+        assert "would send 251 post(s) (1 with a URL), 0 bookmark(s)" in out
+        assert "least time the rate windows allow: 1,800 s" in out  # 250 posts at 100 per 15 minutes
+        assert "$3.95" in out  # 250 x 0.015 + 0.20

@@ -231,6 +231,13 @@ class RedisStore:
                 out.append(seen)
         return out
 
+    async def check(self) -> None:
+        """Raise ``StoreUnavailable`` unless Redis answers (for a dry run)."""
+        try:
+            await self._redis.ping()
+        except Exception as exc:
+            raise self._unreachable(exc) from None
+
     def subscribe(self, on_answer: OnAnswer) -> None:
         self._on_answer = on_answer
 
