@@ -55,6 +55,17 @@ SANDBOX_LIMITS = {
 }
 
 
+_POST_HELP = """\
+Run a jobs file: one JSON action per line, journaled, so the same command run again finishes the job.
+
+A rerun sends every line that did not end delivered; lines X refused for their content stay failed unless
+--retry-failed; posts without text whose delivery could not be settled stay unknown unless
+--resend-unknown. SIGTERM or Ctrl-C stops the job cleanly (a second one exits at once).
+
+exit codes: 0 every line done; 1 some failed, invalid or unknown; 2 bad usage or a journal in use;
+130 / 143 stopped by SIGINT / SIGTERM."""
+
+
 class _Usage(Exception):
     """Bad usage: reported in one line, exit code 2."""
 
@@ -62,7 +73,12 @@ class _Usage(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncx", description="Bulk jobs for the X API.")
     sub = parser.add_subparsers(dest="command", required=True)
-    post = sub.add_parser("post", help="run a jobs file: one JSON action per line", description=__doc__)
+    post = sub.add_parser(
+        "post",
+        help="run a jobs file: one JSON action per line",
+        description=_POST_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     post.add_argument("jobs", type=Path, help='JSON lines: {"user": "alice", "text": "..."} and more')
     post.add_argument(
         "--credentials", type=Path, help="TOML file with [app] and [users.NAME] (or ASYNCX_* env)"

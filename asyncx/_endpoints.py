@@ -89,9 +89,16 @@ class Endpoint(Generic[R, T]):
         """The result model for a success body; an ``APIError`` if the body is not what X documents."""
         try:
             return self._parse(data)
-        except (KeyError, TypeError, ValueError, AttributeError, cattrs.BaseValidationError) as exc:
+        except cattrs.BaseValidationError:
             raise MalformedResponse(
-                status, body=data, message=f"{self.name}: {status} with a body X does not send ({exc})"
+                status,
+                body=data,
+                message=f"{self.name}: {status} with a body X does not send (a field's type)",
+            ) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MalformedResponse(
+                status, body=data, message=f"{self.name}: {status} with a body X does not send ({why})"
             ) from None
 
 

@@ -705,3 +705,11 @@ async def test_dry_run_estimates_the_least_time_and_the_cost(tmp_path: Path) -> 
         assert "would send 251 post(s) (1 with a URL), 0 bookmark(s)" in out
         assert "least time the rate windows allow: 1,800 s" in out  # 250 posts at 100 per 15 minutes
         assert "$3.95" in out  # 250 x 0.015 + 0.20
+
+
+def test_help_is_for_people(capsys: pytest.CaptureFixture[str]) -> None:
+    """No raw markup (``code`` or [rich] tags) in what --help prints."""
+    with pytest.raises(SystemExit):
+        main(["post", "--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "[/" not in text and "--resend-unknown" in text and "exit codes" in text
