@@ -226,10 +226,17 @@ async def _post(args: argparse.Namespace) -> int:
         if args.sandbox:
             from .testing import FakeX  # only the sandbox needs the fake server
 
-            fake = await stack.enter_async_context(FakeX(limits=SANDBOX_LIMITS))
+            # The fake keeps its state beside the journal, so a stopped sandbox job resumes as against X.
+            state = _journal_path(args).with_suffix(".fake.json")
+            resumed = state.is_file()
+            fake = await stack.enter_async_context(FakeX(limits=SANDBOX_LIMITS, state=state))
             creds = _sandbox_credentials(fake, per_user)
             base_url = fake.base_url
-            console.print(f"[bold]sandbox[/]: a fake X at {base_url} with {len(per_user)} made-up users")
+            how = f"resumed from {state}" if resumed else f"its state kept in {state}"
+            console.print(
+                f"[bold]sandbox[/]: a fake X at {base_url} with {len(per_user)} made-up users ({how})",
+                highlight=False,
+            )
         else:
             creds = _credentials(args.credentials)
             base_url = args.base_url or "https://api.twitter.com"
@@ -240,11 +247,8 @@ async def _post(args: argparse.Namespace) -> int:
             )
         if args.dry_run:
             return await _dry_run(args, creds, console, base_url)
-        journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
-        if args.sandbox and args.journal is None:  # a fresh fake each run: a fresh journal too
-            journal_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "sandbox.journal.sqlite"
         try:
-            journal = Journal(journal_path)
+            journal = Journal(_journal_path(args))
         except JournalInUse as exc:
             raise _Usage(f"{exc}; two runs on one journal would send its lines twice") from None
         stack.callback(journal.close)
@@ -274,6 +278,14 @@ def _identities(jobs: Path, creds: Credentials) -> Iterator[tuple[int, str, str,
             yield number, old_digest(text), parsed.key, parsed.digest
 
 
+def _journal_path(args: argparse.Namespace) -> Path:
+    """``--journal``, or beside the jobs file (a sandbox run has a journal of its own)."""
+    if args.journal is not None:
+        return Path(args.journal)
+    jobs: Path = args.jobs
+    return jobs.with_suffix(".sandbox.journal.sqlite" if args.sandbox else ".journal.sqlite")
+
+
 def _rate_limits(specs: list[str]) -> dict[str, list[RateLimit]] | None:
     """``NAME=REQUESTS/SECONDS`` options as ``Client(rate_limits=...)``; a repeated name gets both windows."""
     limits: dict[str, list[RateLimit]] = {}
@@ -299,7 +311,7 @@ def _credentials(path: Path | None) -> Credentials:
 def _sandbox_credentials(fake: Any, per_user: dict[str, int]) -> Credentials:
     users = {}
     for name in per_user:
-        made = fake.users.create(name)
+        made = fake.users.get(name) or fake.users.create(name)
         users[name] = UserCredentials(made.oauth1, made.bearer)
     return Credentials(fake.consumer_key, fake.consumer_secret, users)
 
@@ -328,8 +340,8 @@ async def _dry_run(args: argparse.Namespace, creds: Credentials, console: Consol
     prices = _prices(args.price)
     problems = 0
     journal = None
-    journal_path = args.journal or args.jobs.with_suffix(".journal.sqlite")
-    if journal_path.is_file() and not args.sandbox:
+    journal_path = _journal_path(args)
+    if journal_path.is_file():
         journal = Journal(journal_path, lock=False)
     plan = Plan()
     valid = 0

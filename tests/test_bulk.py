@@ -713,3 +713,27 @@ def test_help_is_for_people(capsys: pytest.CaptureFixture[str]) -> None:
         main(["post", "--help"])
     text = capsys.readouterr().out
     assert "``" not in text and "[/" not in text and "--resend-unknown" in text and "exit codes" in text
+
+
+async def test_the_sandbox_keeps_its_fake_state_so_a_stopped_job_resumes(tmp_path: Path) -> None:
+    lines = [{"user": "ann", "text": f"sandbox {i}"} for i in range(8)]
+    jobs = _jobs(tmp_path, lines)
+    journal = tmp_path / "jobs.sandbox.journal.sqlite"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asyncx",
+        "post",
+        str(jobs),
+        "--sandbox",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    while _journaled(journal) < 5:  # the first window's posts are in (a poll on another process)
+        await asyncio.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), 15) == 130
+    code, _, err = await _cli("post", jobs, "--sandbox")
+    assert code == 0 and "resumed from" in err
+    state = json.loads((tmp_path / "jobs.sandbox.journal.fake.json").read_text())
+    assert sorted(p["text"] for p in state["posts"]) == sorted(line["text"] for line in lines)

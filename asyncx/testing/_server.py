@@ -13,6 +13,7 @@ import hmac
 import itertools
 import json
 import math
+import os
 import random
 import secrets
 import ssl
@@ -21,6 +22,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -135,6 +137,14 @@ class _Users:
         self._fake._register(user)
         return user
 
+    def add(self, user: FakeUser) -> None:
+        """Take a user back, as a saved state holds it."""
+        self._by_name[user.name] = user
+        self._ids = itertools.count(max(int(user.user_id) + 1, next(self._ids)))
+
+    def get(self, name: str) -> FakeUser | None:
+        return self._by_name.get(name)
+
     def __getitem__(self, name: str) -> FakeUser:
         return self._by_name[name]
 
@@ -192,6 +202,7 @@ class FakeX:
         port: int = 0,
         collection_capacity: int = 5000,
         timestamp_tolerance: float = 300.0,
+        state: str | Path | None = None,
     ) -> None:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.user_daily_limit = user_daily_limit
@@ -226,6 +237,10 @@ class FakeX:
         self._drop_next = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        #: Where the fake keeps its users, tokens, posts, bookmarks and collections between runs.
+        self.state = None if state is None else Path(state)
+        if self.state is not None and self.state.is_file():
+            self._load(self.state)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -268,6 +283,7 @@ class FakeX:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.save()
 
     async def __aenter__(self) -> FakeX:
         return await self.start()
@@ -322,6 +338,63 @@ class FakeX:
         return self._commit_post(user.user_id, text)
 
     # -- plumbing --------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the fake's state to ``state`` (replaced atomically, owner-only: it holds tokens)."""
+        if self.state is None:
+            return
+        users = [
+            {
+                "name": u.name,
+                "user_id": u.user_id,
+                "oauth1": [u.oauth1.access_token, u.oauth1.access_token_secret],
+                "bearer": u.bearer.access_token,
+                "refresh_token": u.bearer.refresh_token,
+            }
+            for u in self.users
+        ]
+        data = {
+            "app": [self.consumer_key, self.consumer_secret, self.client_id],
+            "users": users,
+            "bearer": self._bearer,
+            "refresh_tokens": self._refresh_tokens,
+            "posts": [attrs.asdict(p) for p in self.posts.values()],
+            "bookmarks": {k: sorted(v) for k, v in self.bookmarks.items()},
+            "collections": dict(self.collections),
+        }
+        partial = self.state.with_name(self.state.name + ".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out)
+        os.replace(partial, self.state)
+
+    def _load(self, path: Path) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        self.consumer_key, self.consumer_secret, self.client_id = data["app"]
+        for u in data["users"]:
+            oauth1 = OAuth1User(*u["oauth1"])
+            bearer = BearerUser(
+                access_token=u["bearer"],
+                user_id=u["user_id"],
+                refresh_token=u["refresh_token"],
+                client_id=self.client_id,
+            )
+            self.users.add(FakeUser(u["name"], u["user_id"], oauth1, bearer))
+            self._oauth1[oauth1.access_token] = (oauth1.access_token_secret, u["user_id"])
+        self._bearer = dict(data["bearer"])
+        self._refresh_tokens = dict(data["refresh_tokens"])
+        for raw in data["posts"]:
+            for name in ("poll_options", "media_ids"):
+                raw[name] = tuple(raw[name])
+            post = Post(**raw)
+            self.posts[post.id] = post
+            if post.text is not None:
+                self._texts[post.user_id].add(post.text)
+        for user_id, ids in data["bookmarks"].items():
+            self.bookmarks[user_id].update(ids)
+        self.collections.update(data["collections"])
+        newest = max((int(p) for p in self.posts), default=1_800_000_000_000_000_000 - 1)
+        self._ids = itertools.count(newest + 1)
 
     def _register(self, user: FakeUser) -> None:
         self._oauth1[user.oauth1.access_token] = (user.oauth1.access_token_secret, user.user_id)
@@ -407,6 +480,8 @@ class FakeX:
         )
         if dropped and self._drop_next > 0:
             self._drop_next -= 1
+        if committed and self.state is not None:
+            self.save()  # what the fake did survives a kill of the process holding it
         self.log.append(LogEntry(arrived, endpoint, user_id, status, dropped, duplicate))
         if dropped and request.transport is not None:
             request.transport.abort()
