@@ -223,13 +223,21 @@ async def _post(args: argparse.Namespace) -> int:
     total, per_user = scan_users(args.jobs)
     console = Console(stderr=True)
     async with contextlib.AsyncExitStack() as stack:
+        journal = None
+        if not args.dry_run:  # a rehearsal only reads the journal, if there is one
+            try:
+                journal = Journal(_journal_path(args))
+            except JournalInUse as exc:
+                raise _Usage(f"{exc}; two runs on one journal would send its lines twice") from None
+            stack.callback(journal.close)
         if args.sandbox:
             from .testing import FakeX  # only the sandbox needs the fake server
 
             # The fake keeps its state beside the journal, so a stopped sandbox job resumes as against X.
             state = _journal_path(args).with_suffix(".fake.json")
             resumed = state.is_file()
-            fake = await stack.enter_async_context(FakeX(limits=SANDBOX_LIMITS, state=state))
+            kept = None if args.dry_run else state
+            fake = await stack.enter_async_context(FakeX(limits=SANDBOX_LIMITS, state=kept))
             creds = _sandbox_credentials(fake, per_user)
             base_url = fake.base_url
             how = f"resumed from {state}" if resumed else f"its state kept in {state}"
@@ -245,13 +253,8 @@ async def _post(args: argparse.Namespace) -> int:
             console.print(
                 f"[red]user {name!r} has no credentials[/]: its {per_user[name]} line(s) will be skipped"
             )
-        if args.dry_run:
+        if journal is None:
             return await _dry_run(args, creds, console, base_url)
-        try:
-            journal = Journal(_journal_path(args))
-        except JournalInUse as exc:
-            raise _Usage(f"{exc}; two runs on one journal would send its lines twice") from None
-        stack.callback(journal.close)
         if journal.keyed_by_line_number:
             moved = journal.migrate_line_numbers(_identities(args.jobs, creds))
             console.print(f"journal {journal.path}: re-keyed {moved} line(s) by what they are, not where")
