@@ -737,3 +737,19 @@ async def test_the_sandbox_keeps_its_fake_state_so_a_stopped_job_resumes(tmp_pat
     assert code == 0 and "resumed from" in err
     state = json.loads((tmp_path / "jobs.sandbox.journal.fake.json").read_text())
     assert sorted(p["text"] for p in state["posts"]) == sorted(line["text"] for line in lines)
+
+
+async def test_a_2xx_without_an_id_ends_its_line_delivered_with_the_id_unknown(tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        sent.append(request.method)
+        return asyncx.Response(201, {}, b'{"data": {"text": "no id here"}}')
+
+    bob = asyncx.BearerUser(access_token="t", user_id="42")
+    item = bulk.Item("odd", asyncx.CreateTweet(text="hello"), bob)
+    async with asyncx.Client(transport=asyncx.MockTransport(handler)) as client:
+        [outcome] = [o async for o in bulk.run(client, [item], journal=tmp_path / "j.sqlite")]
+        [again] = [o async for o in bulk.run(client, [item], journal=tmp_path / "j.sqlite")]
+    assert outcome.status == "done" and outcome.tweet_id is None and "id unknown" in (outcome.error or "")
+    assert again.resumed and sent == ["POST"]  # delivered: never sent again
