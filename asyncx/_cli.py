@@ -395,7 +395,11 @@ async def _reachable(base_url: str, redis: str | None, console: Console) -> int:
     finally:
         await transport.aclose()
     if redis is not None:
-        store = RedisStore(redis, timeout=5.0)
+        try:
+            store = RedisStore(redis, timeout=5.0)
+        except ValueError as exc:
+            console.print(f"--redis: {exc}", markup=False, highlight=False)
+            return problems + 1
         try:
             await store.check()
             print(f"  {store!r}: reachable")

@@ -753,3 +753,16 @@ async def test_a_2xx_without_an_id_ends_its_line_delivered_with_the_id_unknown(t
         [again] = [o async for o in bulk.run(client, [item], journal=tmp_path / "j.sqlite")]
     assert outcome.status == "done" and outcome.tweet_id is None and "id unknown" in (outcome.error or "")
     assert again.resumed and sent == ["POST"]  # delivered: never sent again
+
+
+def test_the_journal_keeps_when_a_step_first_went_out(tmp_path: Path) -> None:
+    """A read that settles a resumed post without text must start at its first attempt, not its last."""
+    journal = bulk.Journal(tmp_path / "j.sqlite")
+    journal.sending("k", "d")
+    first = journal.get("k", "d")
+    assert first is not None and first.first_sent is not None
+    journal.finish("k", "unknown", 3, {})
+    journal.sending("k", "d")
+    again = journal.get("k", "d")
+    assert again is not None and again.first_sent == first.first_sent
+    journal.close()

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS steps (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     result TEXT,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    first_sent REAL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     user_id TEXT PRIMARY KEY,
@@ -50,7 +51,8 @@ class Record:
     state: str
     attempts: int
     result: dict[str, Any]
-    updated: float = 0.0
+    #: When the step first went out (epoch seconds): a read that settles it starts there.
+    first_sent: float | None = None
 
 
 class Journal:
@@ -72,6 +74,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
+            if "first_sent" not in columns:  # a journal from before reads settled posts without text
+                self._db.execute("ALTER TABLE steps ADD COLUMN first_sent REAL")
         except sqlite3.Error as exc:
             raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
         if self._version() == 0 and not self._has_line_numbers():
@@ -83,7 +88,7 @@ class Journal:
     def get(self, key: str, digest: str) -> Record | None:
         """The step's record, or None if it is new (or its job line has changed since)."""
         row = self._db.execute(
-            "SELECT digest, state, attempts, result, updated FROM steps WHERE key = ?", (key,)
+            "SELECT digest, state, attempts, result, first_sent FROM steps WHERE key = ?", (key,)
         ).fetchone()
         if row is None or row[0] != digest:
             return None
@@ -91,10 +96,12 @@ class Journal:
 
     def sending(self, key: str, digest: str) -> None:
         """Record, durably, that the step is about to be sent."""
+        now = time.time()
         self._db.execute(
-            "INSERT INTO steps (key, digest, state, updated) VALUES (?, ?, 'sending', ?) ON CONFLICT(key) "
-            "DO UPDATE SET digest = excluded.digest, state = 'sending', updated = excluded.updated",
-            (key, digest, time.time()),
+            "INSERT INTO steps (key, digest, state, updated, first_sent) VALUES (?, ?, 'sending', ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET digest = excluded.digest, state = 'sending', "
+            "updated = excluded.updated, first_sent = COALESCE(steps.first_sent, excluded.first_sent)",
+            (key, digest, now, now),
         )
 
     def finish(self, key: str, state: str, attempts: int, result: dict[str, Any]) -> None:

@@ -187,8 +187,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
                 key, action, record.state, record.attempts, record.result, resumed=True, user=user.key
             )
         maybe_delivered = record is not None and record.state in ("sending", "unknown")
-        attempted_at = record.updated if record is not None and maybe_delivered else None
-    if journal is not None:
+        attempted_at = record.first_sent if record is not None and maybe_delivered else None
         journal.sending(key, digest)
     attempts: list[Attempt] = []
 
