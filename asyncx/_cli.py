@@ -164,8 +164,11 @@ class _Report:
         if path is not None:
             # Lives as long as the report; closed in close().
             self._scratch = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        #: ``not_done``: lines a rerun sends (not sent for a stop, refused credentials, X unreachable...);
+        #: ``failed``: refused by X for their content; ``unknown``: may exist, not settled.
         self.counts = {
             "done": 0,
+            "not_done": 0,
             "failed": 0,
             "unknown": 0,
             "invalid": 0,
@@ -181,7 +184,7 @@ class _Report:
             self._scratch.write(json.dumps(entry) + "\n")
 
     def outcome(self, outcome: Outcome) -> None:
-        self.counts["done" if outcome.ok else "unknown" if outcome.status == "unknown" else "failed"] += 1
+        self.counts[_kind(outcome)] += 1
         self.counts["resumed"] += outcome.resumed
         self.counts["delivered_earlier"] += outcome.delivered_earlier
         for o in (outcome, *outcome.steps):
@@ -523,7 +526,8 @@ async def _run(
         return 128 + stopped.signum
     if stopped.reason is not None:
         console.print(f"stopped: {stopped.reason}", markup=False)
-    failed = report.counts["failed"] + report.counts["invalid"] + report.counts["unknown"]
+    counts = report.counts
+    failed = counts["failed"] + counts["invalid"] + counts["unknown"] + counts["not_done"]
     return 1 if failed else 0
 
 
@@ -611,10 +615,11 @@ def _status(
     eta: bool = True,
 ) -> None:
     counts = report.counts
-    done = counts["done"] + counts["failed"] + counts["invalid"]
+    failed = counts["failed"] + counts["invalid"] + counts["not_done"] + counts["unknown"]
+    done = counts["done"] + failed
     elapsed = max(time.monotonic() - start, 1e-6)
     status = (
-        f"[green]{counts['done']} done[/] [red]{counts['failed'] + counts['invalid']} failed[/] "
+        f"[green]{counts['done']} done[/] [red]{failed} not done[/] "
         f"[yellow]{client.scheduler.waiting} waiting for budget[/] {done / elapsed:.1f}/s"
     )
     if eta:
@@ -638,6 +643,15 @@ def _eta(client: Client, remaining: dict[str, int]) -> str:
     return f"{max(0.0, latest - now):.0f}s"
 
 
+def _kind(outcome: Outcome) -> str:
+    """Which count of the summary an outcome goes in."""
+    if outcome.ok:
+        return "done"
+    if outcome.status == "unknown":
+        return "unknown"
+    return "not_done" if outcome.retryable else "failed"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="asyncx post", show_header=True)
     table.add_column("outcome")
@@ -645,11 +659,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("done", str(summary["done"]))
     table.add_row("  of which resumed from the journal", str(summary["resumed"]))
     table.add_row("  of which delivered by an earlier attempt", str(summary["delivered_earlier"]))
-    table.add_row("failed", str(summary["failed"]))
+    if summary.get("not_done"):
+        table.add_row("not done yet: the same command sends them", str(summary["not_done"]))
+    table.add_row("failed: refused for their content", str(summary["failed"]))
     if summary.get("unknown"):
         table.add_row("unknown (may exist; see --resend-unknown)", str(summary["unknown"]))
     for error, count in sorted(summary["errors"].items()):
-        table.add_row(f"  {error}", str(count))
+        table.add_row(f"  why not: {error}", str(count))
     table.add_row("invalid (skipped)", str(summary["invalid"]))
     table.add_row("time", f"{summary['seconds']:.1f}s")
     Console().print(table)
