@@ -6,13 +6,17 @@ every bad field of a request at once.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import importlib.util
 import math
 import re
+import sys
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
-from twitter_text import parse_tweet
 
 from ._errors import FieldError, ValidationError
 
@@ -34,6 +38,35 @@ CURATE_OPS = frozenset({"add", "remove"})
 T = TypeVar("T")
 
 
+@functools.cache
+def _parse_tweet() -> Callable[[str], Any]:
+    """twitter-text-parser's ``parse_tweet``, imported on first use: it costs about 400 ms to import.
+
+    It reads its emoji list through ``pkg_resources``, which is slow to import and deprecated; a shim with
+    just ``resource_string`` stands in for it while twitter_text loads, so ``pkg_resources`` never does.
+    """
+    shim = None
+    if "pkg_resources" not in sys.modules:
+        shim = types.ModuleType("pkg_resources")
+
+        def resource_string(module: str, name: str) -> bytes:
+            # As pkg_resources does: a resource beside a module lives in the module's package.
+            spec = importlib.util.find_spec(module)
+            package = (
+                module if spec is not None and spec.submodule_search_locations else module.rpartition(".")[0]
+            )
+            return importlib.resources.files(package).joinpath(name).read_bytes()
+
+        shim.resource_string = resource_string  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = shim
+    try:
+        from twitter_text import parse_tweet
+    finally:
+        if shim is not None and sys.modules.get("pkg_resources") is shim:
+            del sys.modules["pkg_resources"]
+    return parse_tweet  # type: ignore[no-any-return]
+
+
 def _measure(text: str) -> tuple[int, bool]:
     """The weighted length of ``text`` and whether X accepts all its characters (twitter-text v3).
 
@@ -43,7 +76,7 @@ def _measure(text: str) -> tuple[int, bool]:
     """
     if text.isascii() and "." not in text and "\r" not in text:
         return len(text), True
-    parsed = parse_tweet(text)
+    parsed = _parse_tweet()(text)
     length = int(parsed.weightedLength)
     return length, bool(parsed.valid) or length > MAX_WEIGHTED_LENGTH or length == 0
 

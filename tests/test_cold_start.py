@@ -1,0 +1,27 @@
+"""What ``import asyncx`` loads: only what a call needs, so a cron bot or a short job starts fast."""
+
+import subprocess
+import sys
+
+HEAVY = ("rich", "twitter_text", "redis", "sqlite3", "pkg_resources", "asyncx.testing", "asyncx.bulk")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"import sys; {code}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_import_asyncx_loads_none_of_the_heavy_modules() -> None:
+    loaded = _loaded_after("import asyncx")
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_text_weighting_loads_twitter_text_on_first_use_and_never_pkg_resources() -> None:
+    loaded = _loaded_after("import asyncx; asyncx.weighted_length('café 😀 https://x.com')")
+    assert "twitter_text" in loaded and "pkg_resources" not in loaded
+
+
+def test_the_cli_help_loads_no_client_machinery() -> None:
+    loaded = _loaded_after("import asyncx._cli as c; c._parser()")
+    assert "twitter_text" not in loaded and "pkg_resources" not in loaded
