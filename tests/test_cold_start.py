@@ -22,6 +22,6 @@ def test_text_weighting_loads_twitter_text_on_first_use_and_never_pkg_resources(
     assert "twitter_text" in loaded and "pkg_resources" not in loaded
 
 
-def test_the_cli_help_loads_no_client_machinery() -> None:
-    loaded = _loaded_after("import asyncx._cli as c; c._parser()")
-    assert "twitter_text" not in loaded and "pkg_resources" not in loaded
+def test_the_cli_help_loads_no_command_machinery() -> None:
+    loaded = _loaded_after("import asyncx._cli as c; c._parser().format_help()")
+    assert not loaded & {"rich", "sqlite3", "asyncx.bulk._command", "twitter_text", "pkg_resources"}
