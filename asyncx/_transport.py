@@ -129,8 +129,8 @@ class AiohttpTransport:
     a 3xx comes back as it is, so a post is never replayed to, or reported from, another host.
 
     ``timeouts`` apply to the session it opens: ``connect`` bounds opening a connection and ``total``
-    the wait for the answer, counted from when the request is written (never the wait for a pooled
-    connection, which ``max_in_flight`` bounds). A session the caller gives keeps its own timeouts.
+    the whole request, counted once a connection is free (never the wait for a pooled connection,
+    which ``max_in_flight`` bounds). A session the caller gives keeps its own timeouts and pool.
     """
 
     def __init__(
@@ -143,10 +143,11 @@ class AiohttpTransport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.total
-        )
-        self._body_timeout = timeouts.total
+        # ``total`` starts when aiohttp is asked, so the wait for a pooled connection must not happen
+        # inside it: ``_slots`` admits no more requests than the pool has connections. (aiohttp's per-read
+        # timeout would do the same, at a cost of a timer per chunk read.)
+        self._timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+        self._slots = asyncio.Semaphore(max_connections) if session is None else None
         self._max_connections = max_connections
         self._ssl = ssl
         self._closed = False
@@ -155,13 +156,8 @@ class AiohttpTransport:
         if self._closed:
             raise ClientClosed("the transport is closed")
         connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
-        written = aiohttp.TraceConfig()
-        written.on_request_headers_sent.append(_note_written)
         self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            skip_auto_headers=("User-Agent",),
-            trace_configs=[written],
+            connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
         )
         return self._session
 
@@ -175,7 +171,13 @@ class AiohttpTransport:
                     "the aiohttp session given to the client was closed while the client still uses it"
                 )
             )
-        written = _Written()
+        slots = self._slots
+        if slots is None:
+            return await self._send(session, request)
+        async with slots:
+            return await self._send(session, request)
+
+    async def _send(self, session: aiohttp.ClientSession, request: WireRequest) -> Response:
         try:
             async with session.request(
                 request.method,
@@ -184,15 +186,8 @@ class AiohttpTransport:
                 data=request.body,
                 allow_redirects=False,
                 ssl=self._ssl,
-                trace_request_ctx=written,
             ) as resp:
-                if self._owns_session and written.at is not None:
-                    # sock_read bounded the wait for the answer's head; the whole answer is due within
-                    # ``total`` of the write, however slowly its body trickles in.
-                    left = self._body_timeout - (asyncio.get_running_loop().time() - written.at)
-                    body = await asyncio.wait_for(resp.read(), max(left, 0.0))
-                else:
-                    body = await resp.read()
+                body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # Another attempt meets the same certificate: this is final, and nothing was written.
@@ -219,21 +214,6 @@ class AiohttpTransport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
-
-
-class _Written:
-    """When a request's head was written (loop time), noted by a trace hook of the session."""
-
-    __slots__ = ("at",)
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-
-
-async def _note_written(session: aiohttp.ClientSession, context: Any, params: object) -> None:
-    written = context.trace_request_ctx
-    if isinstance(written, _Written):
-        written.at = asyncio.get_running_loop().time()
 
 
 Handler = Callable[[WireRequest], Awaitable[Response]]

@@ -51,8 +51,10 @@ class ServerAnswer(NamedTuple):
 _KEYS = tuple((scope, f"{p}-remaining", f"{p}-reset", f"{p}-limit") for p, scope in SCOPES)
 
 
+@lru_cache(maxsize=4096)
 def _count(value: str) -> int | None:
-    """A count in plain ASCII digits, or None (superscripts, signs, NaN and the like)."""
+    """A count in plain ASCII digits, or None (superscripts, signs, NaN and the like). Cached: X's
+    answers repeat the same few values, and this runs three times for every answer."""
     value = value.strip()
     if not value or len(value) > _MAX_DIGITS or not value.isascii() or not value.isdigit():
         return None
