@@ -6,6 +6,10 @@ rounds and the median is reported.
 
     python benchmarks/bench_client_cpu.py [--requests 2000 --concurrency 20 --rounds 3]
 Targets: asyncx with a bearer user <= 1.3x raw aiohttp; asyncx with an OAuth 1.0a user below tweepy.
+
+``--whole-process`` instead runs each client in a fresh process (``_client_child.py``), import included,
+and counts that process's whole CPU: what a cron bot or a short job pays. Targets there: bearer <= 1.3x
+raw aiohttp, OAuth 1.0a <= 0.8x tweepy.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import resource
 import ssl
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import tweepy.asynchronous
@@ -45,12 +52,57 @@ async def measure(make: Callable[[], Awaitable[None]], requests: int, concurrenc
     return (time.process_time() - start) / requests * 1e6
 
 
+CHILDREN = {
+    "raw aiohttp (bearer)": "raw",
+    "asyncx (bearer)": "asyncx-bearer",
+    "asyncx (OAuth 1.0a)": "asyncx-oauth1",
+    "tweepy (OAuth 1.0a)": "tweepy",
+}
+
+
+async def whole_process(args: argparse.Namespace) -> None:
+    """Each client in a fresh process, its import included; the CPU of that whole process."""
+    child = str(Path(__file__).with_name("_client_child.py"))
+    async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
+        info = json.dumps(server.info).encode()
+        results: dict[str, list[float]] = {name: [] for name in CHILDREN}
+        for round_ in range(args.rounds):
+            for name, variant in CHILDREN.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    child,
+                    variant,
+                    str(args.requests),
+                    str(args.concurrency),
+                    f"{variant} round {round_}",
+                    stdin=asyncio.subprocess.PIPE,
+                    cwd=str(Path(__file__).parent),
+                )
+                await proc.communicate(info)
+                assert proc.returncode == 0, f"{name} failed"
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                results[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    med = {name: statistics.median(v) for name, v in results.items()}
+    print(f"whole process, {args.requests} posts each, import included (median of {args.rounds}):")
+    for name, seconds in med.items():
+        print(f"{name:<22} {seconds * 1000:8.0f} ms CPU")
+    bearer_ratio = med["asyncx (bearer)"] / med["raw aiohttp (bearer)"]
+    oauth_ratio = med["asyncx (OAuth 1.0a)"] / med["tweepy (OAuth 1.0a)"]
+    print(f"asyncx bearer / raw aiohttp: {bearer_ratio:.2f}x (target <= 1.3x)")
+    print(f"asyncx OAuth 1.0a / tweepy:  {oauth_ratio:.2f}x (target <= 0.8x)")
+
+
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--whole-process", action="store_true", help="a fresh process per client, import included")
     args = p.parse_args()
+    if args.whole_process:
+        await whole_process(args)
+        return
     async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
         info, user = server.info, server.info["users"][0]
         ctx = ssl.create_default_context(cadata=info["ca_certificate"])
