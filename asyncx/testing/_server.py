@@ -688,9 +688,7 @@ class FakeX:
                 "id": p.id,
                 "text": p.text or "",
                 "edit_history_tweet_ids": [p.id],
-                "created_at": datetime.fromtimestamp(p.created_at, timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%S.000Z"
-                ),
+                "created_at": _iso(p.created_at),
             }
             attachments: dict[str, list[str]] = {}
             if p.poll_options:
