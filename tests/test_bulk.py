@@ -767,3 +767,25 @@ def test_the_journal_keeps_when_a_step_first_went_out(tmp_path: Path) -> None:
     again = journal.get("k", "d")
     assert again is not None and again.first_sent == first.first_sent
     journal.close()
+
+
+async def test_a_batched_journal_still_records_each_step_before_its_request_goes_out(tmp_path: Path) -> None:
+    """Steps that start together share one transaction; none is sent before its record is on disk."""
+    path = tmp_path / "j.sqlite"
+    unrecorded: list[str] = []
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        text = json.loads(request.body or b"{}")["text"]
+        with contextlib.closing(sqlite3.connect(path)) as db:  # another connection: what is on disk
+            row = db.execute("SELECT state FROM steps WHERE key = ?", (text,)).fetchone()
+        if row is None or row[0] != "sending":
+            unrecorded.append(text)
+        return asyncx.Response(201, {}, json.dumps({"data": {"id": "1", "text": text}}).encode())
+
+    bob = asyncx.BearerUser(access_token="t", user_id="42")
+    items = [bulk.Item(f"k{i}", asyncx.CreateTweet(text=f"k{i}"), bob) for i in range(60)]
+    limits = {"create_tweet": asyncx.RateLimit(1000, 900)}
+    async with asyncx.Client(transport=asyncx.MockTransport(handler), rate_limits=limits) as client:
+        outcomes = [o async for o in bulk.run(client, items, journal=path, concurrency=20)]
+    assert len(outcomes) == 60 and unrecorded == []
+    assert _journaled(path) == 60  # every outcome written by the time the run ends

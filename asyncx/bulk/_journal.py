@@ -7,6 +7,7 @@ again as a call whose earlier attempt may have landed, so a "duplicate" answer c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -64,6 +65,10 @@ class Journal:
 
     def __init__(self, path: str | Path, *, lock: bool = True) -> None:
         self.path = Path(path)
+        self._sending: list[tuple[str, str, float]] = []
+        self._finished: dict[str, tuple[str, int, str, float]] = {}
+        self._ready: list[asyncio.Future[None]] = []
+        self._flushing: asyncio.Handle | None = None
         try:
             self._lock = _hold(self.path) if lock else None
             _owner_only(self.path)
@@ -87,6 +92,8 @@ class Journal:
 
     def get(self, key: str, digest: str) -> Record | None:
         """The step's record, or None if it is new (or its job line has changed since)."""
+        if key in self._finished:
+            self.flush()  # the same step twice in one run: read what it ended as
         row = self._db.execute(
             "SELECT digest, state, attempts, result, first_sent FROM steps WHERE key = ?", (key,)
         ).fetchone()
@@ -96,20 +103,72 @@ class Journal:
 
     def sending(self, key: str, digest: str) -> None:
         """Record, durably, that the step is about to be sent."""
-        now = time.time()
-        self._db.execute(
-            "INSERT INTO steps (key, digest, state, updated, first_sent) VALUES (?, ?, 'sending', ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET digest = excluded.digest, state = 'sending', "
-            "updated = excluded.updated, first_sent = COALESCE(steps.first_sent, excluded.first_sent)",
-            (key, digest, now, now),
-        )
+        self._sending.append((key, digest, time.time()))
+        self.flush()
+
+    async def sending_soon(self, key: str, digest: str) -> None:
+        """``sending``, in one transaction with every step that starts in the same turn of the event loop
+        (and the outcomes waiting to be written): returns once the record is durable."""
+        self._sending.append((key, digest, time.time()))
+        ready = asyncio.get_running_loop().create_future()
+        self._ready.append(ready)
+        self._schedule()
+        await ready
 
     def finish(self, key: str, state: str, attempts: int, result: dict[str, Any]) -> None:
-        """Record the step's outcome: ``done``, ``failed`` (final) or ``unknown`` (send again on resume)."""
-        self._db.execute(
-            "UPDATE steps SET state = ?, attempts = attempts + ?, result = ?, updated = ? WHERE key = ?",
-            (state, attempts, json.dumps(result), time.time(), key),
-        )
+        """Record the step's outcome: ``done``, ``failed`` (final) or ``unknown`` (send again on resume).
+
+        In an event loop it is written with the next batch: an outcome lost to a crash only makes the
+        step look in flight, which a resume settles (a duplicate, or a read back, tells it was made)."""
+        self._finished[key] = (state, attempts, json.dumps(result), time.time())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+        else:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_soon(self._flush_ready)
+
+    def _flush_ready(self) -> None:
+        self._flushing = None
+        ready, self._ready = self._ready, []
+        try:
+            self.flush()
+        except Exception as exc:
+            for future in ready:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future in ready:
+            if not future.done():
+                future.set_result(None)
+
+    def flush(self) -> None:
+        """Write what waits to be written, in one transaction: steps about to go out, then outcomes."""
+        if not self._sending and not self._finished:
+            return
+        sending, self._sending = self._sending, []
+        finished, self._finished = self._finished, {}
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT INTO steps (key, digest, state, updated, first_sent) VALUES (?, ?, 'sending', ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET digest = excluded.digest, state = 'sending', "
+                "updated = excluded.updated, first_sent = COALESCE(steps.first_sent, excluded.first_sent)",
+                [(key, digest, now, now) for key, digest, now in sending],
+            )
+            db.executemany(
+                "UPDATE steps SET state = ?, attempts = attempts + ?, result = ?, updated = ? WHERE key = ?",
+                [(*outcome, key) for key, outcome in finished.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def save_tokens(self, user_id: str, access_token: str, refresh_token: str | None) -> None:
         """Keep a user's refreshed OAuth 2.0 tokens, synced to disk before they are used: X's refresh
@@ -179,6 +238,7 @@ class Journal:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall())
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
         if self._lock is not None:
             os.close(self._lock)  # releases the lock

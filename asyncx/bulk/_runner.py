@@ -188,7 +188,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
             )
         maybe_delivered = record is not None and record.state in ("sending", "unknown")
         attempted_at = record.first_sent if record is not None and maybe_delivered else None
-        journal.sending(key, digest)
+        await journal.sending_soon(key, digest)
     attempts: list[Attempt] = []
 
     def attempting(attempt: Attempt) -> None:
@@ -342,3 +342,5 @@ async def run(
             await feeder
         if owned and store is not None:
             store.close()
+        elif store is not None:
+            store.flush()  # the outcomes still waiting for the next batch
