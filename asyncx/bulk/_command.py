@@ -177,6 +177,8 @@ async def _post(args: argparse.Namespace) -> int:
             creds = _sandbox_credentials(fake, per_user)
             base_url = fake.base_url
             how = f"resumed from {state}" if resumed else f"its state kept in {state}"
+            if args.dry_run:
+                how = "a rehearsal: its saved state is left as it is"
             console.print(
                 f"[bold]sandbox[/]: a fake X at {base_url} with {len(per_user)} made-up users ({how})",
                 highlight=False,
