@@ -18,16 +18,22 @@ T0 = 1_700_000_000.0
 
 
 async def test_waiters_count_live_calls_in_constant_time_as_they_come_and_go() -> None:
+    """A cancelled call stops counting once, whether the queue passes over it or its task leaves first."""
     loop = asyncio.get_running_loop()
     waiters: Waiters[int] = Waiters()
     futures = [loop.create_future() for _ in range(3)]
     for f in futures:
         waiters.push(f, None)
     futures[1].cancel()
-    waiters.left()
-    assert waiters.live == 2
-    assert waiters.pop() is futures[0] and waiters.pop() is futures[2] and waiters.pop() is None
-    assert waiters.live == 0
+    assert waiters.pop() is futures[0] and waiters.live == 2
+    assert waiters.pop() is futures[2] and waiters.live == 0  # passed over the cancelled one
+    waiters.left(futures[1])  # its task hears of the cancel later: not counted twice
+    assert waiters.live == 0 and waiters.pop() is None
+    late = loop.create_future()
+    waiters.push(late, None)
+    late.cancel()
+    waiters.left(late)  # its task first, this time
+    assert waiters.live == 0 and waiters.pop() is None
 
 
 async def test_waiters_whose_deadline_comes_before_the_wake_leave_with_rate_limited() -> None:

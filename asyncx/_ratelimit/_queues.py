@@ -21,32 +21,37 @@ T = TypeVar("T")
 class Waiters(Generic[T]):
     """A budget's waiting calls in arrival order; ``live`` counts those not yet granted or gone.
 
-    A call that leaves (cancelled) stays in the deque until it reaches the head, where it is dropped,
-    but stops counting at once.
+    A call counts until the first of: it is popped, it leaves (cancelled by its caller), it expires. A
+    cancelled call's future is done at once, while its task learns of it only later: counting by
+    membership, not by who noticed first, keeps ``live`` exact in between.
     """
 
-    __slots__ = ("_queue", "live")
+    __slots__ = ("_counted", "_queue")
 
     def __init__(self) -> None:
         self._queue: deque[tuple[asyncio.Future[T], float | None]] = deque()
-        self.live = 0
+        self._counted: set[asyncio.Future[T]] = set()
+
+    @property
+    def live(self) -> int:
+        return len(self._counted)
 
     def push(self, future: asyncio.Future[T], deadline: float | None) -> None:
         """Queue a call that gives up at ``deadline`` (local time; None: never)."""
         self._queue.append((future, deadline))
-        self.live += 1
+        self._counted.add(future)
 
-    def left(self) -> None:
+    def left(self, future: asyncio.Future[T]) -> None:
         """A queued call was cancelled by its caller."""
-        self.live -= 1
+        self._counted.discard(future)
 
     def pop(self) -> asyncio.Future[T] | None:
-        """The first live call, taken off the queue; None when there is none."""
+        """The first call still waiting, taken off the queue; None when there is none."""
         queue = self._queue
         while queue:
             future, _ = queue.popleft()
+            self._counted.discard(future)
             if not future.done():
-                self.live -= 1
                 return future
         return None
 
@@ -58,7 +63,7 @@ class Waiters(Generic[T]):
         """Fail, with ``RateLimited``, every live call whose deadline comes before ``wake``; yields each."""
         for future, deadline in list(self._queue):
             if deadline is not None and deadline < wake and not future.done():
-                self.live -= 1
+                self._counted.discard(future)
                 future.set_exception(
                     RateLimited(429, retry_at=wake, message="the wait for budget would pass max_wait")
                 )

@@ -400,7 +400,7 @@ class Scheduler:
             permit = await future
         except asyncio.CancelledError:
             if not future.done() or future.cancelled():
-                budget.waiters.left()
+                budget.waiters.left(future)
             elif future.exception() is None:
                 self._refund(future.result())  # granted just as it was cancelled: give the room back
             raise
