@@ -646,3 +646,20 @@ async def test_a_settle_the_store_missed_is_kept_and_applied_when_it_answers_aga
     async with s.acquire("u", "create_tweet", max_wait=0.0):  # the next window is open
         pass
     await s.aclose()
+
+
+async def test_max_wait_admits_calls_queued_before_an_unknown_window_was_ever_seen() -> None:
+    """Calls that queue behind the in-flight bound before their budget's first take: a window with no
+    known limit must count as room then too, as it does once seen, not as one probe and a 900 s wait."""
+    clock = ManualClock(T0)
+    s = Scheduler(clock=clock.time, sleep=clock.sleep, store=STORE[0](), max_in_flight=1)
+    async with s.acquire("other", "create_tweet", max_wait=0.0):  # holds the only slot
+        waiting = [
+            asyncio.create_task(s.acquire("u", "curate_collection", max_wait=5.0).__aenter__())
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0)
+    assert s.stats("u", "curate_collection").rejected == 0
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)

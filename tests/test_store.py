@@ -191,3 +191,13 @@ async def test_fallback_counts_locally_against_a_share(caplog: pytest.LogCapture
         await store.settle([spec(limit=10)], 1, Answer(201, []), T0, None, taken.ticket)
     finally:
         await store.aclose()
+
+
+async def test_an_ended_window_is_seen_as_the_memory_store_sees_it(store: Store) -> None:
+    """The max_wait estimate of a window with no known limit whose reset has passed: no bound, as while
+    it was first being learned (not one probe and a whole window's wait)."""
+    w = [spec(limit=None)]
+    assert (await store.take(w, 1, T0, None)).granted == 1
+    await store.settle(w, 1, reading(0, 0, T0 + 10), T0 + 0.1, None)  # X shows no limit, only a reset
+    assert (await store.take(w, 1, T0 + 0.2, None)).granted == 0  # seen: parked until T0 + 10
+    assert store.view(w, T0 + 11, None)[0].room >= 1 << 30

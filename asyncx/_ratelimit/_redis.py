@@ -27,7 +27,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import StoreUnavailable
 from ._memory import MemoryStore
-from ._store import UNLIMITED, Answer, OnAnswer, Skew, Taken, WindowSpec, WindowView, low, unseen_view
+from ._store import (
+    BOUNDLESS,
+    UNLIMITED,
+    Answer,
+    OnAnswer,
+    Skew,
+    Taken,
+    WindowSpec,
+    WindowView,
+    low,
+    unseen_view,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -223,10 +234,10 @@ class RedisStore:
             if seen is None:
                 out.append(unseen_view(spec))
             elif seen.reset is not None and now >= seen.reset:  # the window it was seen in has ended
+                # As the memory store sees a reopened window: its limit is room once the probe answers.
                 limit = seen.limit
-                out.append(
-                    WindowView(limit if limit is not None and limit > 0 else 1, limit, None, spec.seconds)
-                )
+                room = limit if limit is not None and limit > 0 else BOUNDLESS
+                out.append(WindowView(room, limit, None, spec.seconds, limit != UNLIMITED))
             else:
                 out.append(seen)
         return out

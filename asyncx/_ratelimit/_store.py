@@ -152,12 +152,13 @@ class Store(Protocol):
 
 
 def unseen_view(spec: WindowSpec) -> WindowView:
-    """A window nothing is known of yet: its whole limit is room, probed one request at a time
-    while the limit is a guess or unknown."""
+    """A window nothing is known of yet: its whole limit is room (unbounded while the limit is unknown,
+    as a seen window that is still probing counts it), probed one request at a time while the limit is
+    a guess or unknown."""
     if spec.limit == UNLIMITED:
         return WindowView(BOUNDLESS, spec.limit, None, spec.seconds)
     if spec.limit is None:
-        return WindowView(1, None, None, spec.seconds, True)
+        return WindowView(BOUNDLESS, None, None, spec.seconds, True)
     return WindowView(spec.limit, spec.limit, None, spec.seconds, not spec.trusted)
 
 
