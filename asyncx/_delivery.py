@@ -132,7 +132,7 @@ class Call:
 
     def mark(self, exc: XError) -> XError:
         """Stamp the call's delivery state on an error it raises."""
-        if self.maybe_delivered or self.writing or isinstance(exc, AlreadyPosted):
+        if self.maybe_delivered or self.writing:  # AlreadyPosted and MalformedResponse say so themselves
             exc.maybe_delivered = True
         return exc
 
