@@ -9,6 +9,7 @@ the wait instead.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -25,7 +26,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._ratelimit import retry_after
+from ._ratelimit import retry_after, server_date
 from ._validation import check_seconds, raise_if
 
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
@@ -87,7 +88,8 @@ class _wait_retry_after(wait_base):
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         if isinstance(exc, APIError):
-            after = retry_after(exc.headers)
+            # A date is read against the answer's own Date: both are the server's clock.
+            after = retry_after(exc.headers, server_date(exc.headers) or time.time())
             if after is not None:
                 return after
         return float(self.fallback(retry_state))

@@ -85,6 +85,15 @@ async def test_retry_after_is_honoured() -> None:
     assert sleeps == [7.0]
 
 
+async def test_retry_after_as_an_http_date_is_honoured_against_the_answers_date() -> None:
+    headers = {"Date": "Mon, 30 Nov 2026 04:00:00 GMT", "Retry-After": "Mon, 30 Nov 2026 04:00:07 GMT"}
+    transport, _ = _script(_status(503, headers), CREATED)
+    sleeps: list[float] = []
+    async with _client(transport, sleeps) as client:
+        await client.create_tweet(text="hi", user=BOB)
+    assert sleeps == [7.0]
+
+
 async def test_429_without_a_reset_is_retried_with_backoff() -> None:
     transport, sent = _script(_status(429), CREATED)
     async with _client(transport) as client:
