@@ -3,6 +3,8 @@
 It never earns an avoidable 429, never posts twice and never loses a post.
 """
 
+import typing as _typing
+
 from ._auth import BearerUser, OAuth1User
 from ._client import Client
 from ._delivery import Attempt
@@ -47,7 +49,6 @@ from ._ratelimit import (
     Answer,
     BudgetStats,
     MemoryStore,
-    RedisStore,
     Store,
     Taken,
     WindowSpec,
@@ -56,6 +57,9 @@ from ._ratelimit import (
 from ._retry import RetryPolicy
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._validation import weighted_length
+
+if _typing.TYPE_CHECKING:
+    from ._ratelimit import RedisStore
 
 __version__ = "0.1.0.dev0"
 
@@ -113,3 +117,12 @@ __all__ = [
     "__version__",
     "weighted_length",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # RedisStore (and the redis client behind it) loads on first use: most processes never share budgets.
+    if name == "RedisStore":
+        from ._ratelimit._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

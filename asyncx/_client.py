@@ -14,10 +14,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
-import tenacity
 
 from . import _retry
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
@@ -57,6 +56,9 @@ from ._retry import RetryPolicy
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
 from ._validation import check_seconds, raise_if
 
+if TYPE_CHECKING:
+    import tenacity
+
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
 log = logging.getLogger("asyncx")
@@ -67,7 +69,16 @@ T = TypeVar("T")
 
 _NestedArg = Mapping[str, Any] | None
 _DEFAULT_TIMEOUTS = Timeouts()
-_DEFAULT_RETRY = RetryPolicy()
+
+
+class _DefaultRetry:
+    """Stands for ``RetryPolicy()`` in ``Client``'s signature, so tenacity loads with the first client."""
+
+    def __repr__(self) -> str:
+        return "RetryPolicy()"
+
+
+_DEFAULT_RETRY: Any = _DefaultRetry()
 
 #: Slack (seconds) on the time a read-back starts at: X's clock and ours differ a little.
 _READ_SLACK = 5.0
@@ -121,6 +132,8 @@ class Client:
         store: Store | None = None,
         read_lag: float = 2.0,
     ) -> None:
+        if retry is _DEFAULT_RETRY:
+            retry = RetryPolicy()
         _check_options(
             session=(session, aiohttp.ClientSession),
             timeouts=(timeouts, Timeouts),
@@ -636,8 +649,10 @@ def _timestamp_refused(exc: Unauthorized) -> bool:
     return 135 in exc.codes or "timestamp" in detail
 
 
-class _stop_at(tenacity.stop.stop_base):
+class _stop_at:
     """Stop when the next attempt would start past a deadline on the client's (injectable) clock."""
+
+    __slots__ = ("clock", "deadline")
 
     def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
         self.deadline = deadline

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
-import tenacity
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 from ._errors import (
     APIError,
@@ -29,17 +27,29 @@ from ._errors import (
 from ._ratelimit import retry_after, server_date
 from ._validation import check_seconds, raise_if
 
+if TYPE_CHECKING:
+    import tenacity
+    from tenacity.stop import stop_base
+    from tenacity.wait import wait_base
+
 __all__ = ["RetryPolicy", "is_retryable", "retrying"]
 
 #: 5xx answers that say nothing was done, or that it is worth trying again.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
+# tenacity loads with the first policy, not with asyncx: a process that never makes a client never needs it.
+
+
 def _default_stop() -> stop_base:
+    import tenacity
+
     return tenacity.stop_after_attempt(6)
 
 
 def _default_wait() -> wait_base:
+    import tenacity
+
     return tenacity.wait_random_exponential(multiplier=0.5, max=30.0)
 
 
@@ -78,8 +88,10 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ServerError) and exc.status in RETRY_STATUSES
 
 
-class _wait_retry_after(wait_base):
+class _wait_retry_after:
     """The policy's wait, unless the failure named its own with ``Retry-After``."""
+
+    __slots__ = ("fallback",)
 
     def __init__(self, fallback: wait_base) -> None:
         self.fallback = fallback
@@ -98,16 +110,18 @@ class _wait_retry_after(wait_base):
 def retrying(
     policy: RetryPolicy | None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    deadline: stop_base | None = None,
+    deadline: Callable[[tenacity.RetryCallState], bool] | None = None,
 ) -> tenacity.AsyncRetrying:
     """An ``AsyncRetrying`` for one call under ``policy`` (``None``: a single attempt).
 
     ``deadline`` is a further stop condition: the call's deadline on the client's clock.
     """
+    import tenacity
+
     if policy is None:
         return tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(1), reraise=True, sleep=sleep)
     return tenacity.AsyncRetrying(
-        stop=policy.stop if deadline is None else tenacity.stop_any(policy.stop, deadline),
+        stop=policy.stop if deadline is None else tenacity.stop_any(policy.stop, deadline),  # type: ignore[arg-type]
         wait=_wait_retry_after(policy.wait),
         retry=tenacity.retry_if_exception(is_retryable),
         reraise=True,

@@ -7,8 +7,6 @@ every bad field of a request at once.
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import importlib.util
 import math
 import re
 import sys
@@ -48,6 +46,9 @@ def _parse_tweet() -> Callable[[str], Any]:
     shim = None
     if "pkg_resources" not in sys.modules:
         shim = types.ModuleType("pkg_resources")
+
+        import importlib.resources
+        import importlib.util
 
         def resource_string(module: str, name: str) -> bytes:
             # As pkg_resources does: a resource beside a module lives in the module's package.

@@ -31,7 +31,7 @@ import tweepy.asynchronous
 
 import asyncx
 
-from _support import ServerProcess, pinned_session
+from _support import ServerProcess, compile_asyncx, pinned_session
 
 _texts = itertools.count()
 
@@ -63,6 +63,7 @@ CHILDREN = {
 async def whole_process(args: argparse.Namespace) -> None:
     """Each client in a fresh process, its import included; the CPU of that whole process."""
     child = str(Path(__file__).with_name("_client_child.py"))
+    compile_asyncx()
     async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
         info = json.dumps(server.info).encode()
         results: dict[str, list[float]] = {name: [] for name in CHILDREN}

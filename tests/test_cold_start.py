@@ -3,7 +3,18 @@
 import subprocess
 import sys
 
-HEAVY = ("rich", "twitter_text", "redis", "sqlite3", "pkg_resources", "asyncx.testing", "asyncx.bulk")
+HEAVY = (
+    "rich",
+    "twitter_text",
+    "redis",
+    "sqlite3",
+    "pkg_resources",
+    "tenacity",
+    "importlib.resources",
+    "asyncx._ratelimit._redis",
+    "asyncx.testing",
+    "asyncx.bulk",
+)
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -25,3 +36,17 @@ def test_text_weighting_loads_twitter_text_on_first_use_and_never_pkg_resources(
 def test_the_cli_help_loads_no_command_machinery() -> None:
     loaded = _loaded_after("import asyncx._cli as c; c._parser().format_help()")
     assert not loaded & {"rich", "sqlite3", "asyncx.bulk._command", "twitter_text", "pkg_resources"}
+
+
+def test_redis_store_and_retries_load_on_first_use() -> None:
+    loaded = _loaded_after("import asyncx; asyncx.RedisStore; asyncx.Client()")
+    assert {"asyncx._ratelimit._redis", "tenacity"} <= loaded
+
+
+def test_the_default_retry_policy_is_a_fresh_policy() -> None:
+    import asyncx
+
+    client = asyncx.Client()
+    assert isinstance(client.retry, asyncx.RetryPolicy)
+    assert client.retry.stop.max_attempt_number == 6  # type: ignore[attr-defined]
+    assert asyncx.Client(retry=None).retry is None

@@ -16,12 +16,26 @@
     _scheduler  the coordinator: budgets and their states, permits, granting, parking, answers
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._answers import HORIZON, LimitReading, ServerAnswer, read_answer, retry_after, server_date
 from ._counters import BudgetStats
 from ._memory import MemoryStore
-from ._redis import RedisStore
 from ._scheduler import Permit, Scheduler
 from ._store import Answer, Store, Taken, WindowSpec, WindowView
+
+if TYPE_CHECKING:
+    from ._redis import RedisStore
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore loads on first use: most processes never share budgets, and it costs a few ms to load.
+    if name == "RedisStore":
+        from ._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HORIZON",

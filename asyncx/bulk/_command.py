@@ -29,7 +29,7 @@ from .._auth import BearerUser
 from .._client import Client
 from .._errors import ValidationError, XError
 from .._models import RateLimit
-from .._ratelimit import RedisStore
+from .._ratelimit._redis import RedisStore
 from .._transport import AiohttpTransport, Timeouts, WireRequest
 from ._jobs import (
     Credentials,
