@@ -80,6 +80,8 @@ class _DefaultRetry:
 
 _DEFAULT_RETRY: Any = _DefaultRetry()
 
+#: How far (seconds) the server's clock may be from the one we sign with before a 401 is blamed on it.
+_SIGNING_SLACK = 30.0
 #: Slack (seconds) on the time a read-back starts at: X's clock and ours differ a little.
 _READ_SLACK = 5.0
 
@@ -499,7 +501,7 @@ class Client:
             try:
                 result = await self._budgeted(call)
             except Unauthorized as exc:
-                if not self._mend(call.user, exc):
+                if not self._mend(call, exc):
                     raise
                 if isinstance(call.user, BearerUser):
                     await self._refresh(call.user, call.token)
@@ -543,15 +545,25 @@ class Client:
             return found[-1]  # the oldest: posts are read newest first
         return None
 
-    def _mend(self, user: User, exc: Unauthorized) -> bool:
+    def _mend(self, call: Call, exc: Unauthorized) -> bool:
         """Whether a 401 can be mended by one more attempt."""
+        user = call.user
         if isinstance(user, OAuth1User):
-            if _timestamp_refused(exc) and self._learn_clock(exc):
+            if self._signer is not None and self._signer.offset != call.offset:
+                return True  # signed before another call learned the server's clock
+            if (_timestamp_refused(exc) or self._clock_off(exc)) and self._learn_clock(exc):
                 offset = self._signer.offset if self._signer else 0.0
                 log.info("server clock differs by %.0fs; re-signing", offset)
                 return True
             return False
         return bool(user.refresh_token and user.client_id)
+
+    def _clock_off(self, exc: Unauthorized) -> bool:
+        """Whether the 401's ``Date`` is far from the clock we sign with: X's v2 refuses a stale timestamp
+        with a bare "Unauthorized", and only the server's clock tells why."""
+        date = server_date(exc.headers)
+        offset = self._signer.offset if self._signer else 0.0
+        return date is not None and abs(date - (self._clock() + offset)) > _SIGNING_SLACK
 
     def _learn_clock(self, exc: Unauthorized) -> bool:
         date = server_date(exc.headers)
@@ -603,6 +615,7 @@ class Client:
             authorization = user.authorization
         else:
             assert self._signer is not None  # checked in _user_for
+            call.offset = self._signer.offset
             authorization = self._signer.authorization(prepared.method, prepared.url, prepared.form, user)
         headers = {"Authorization": authorization}
         if prepared.body is not None:

@@ -62,6 +62,7 @@ class Call:
         "prepared",
         "request",
         "token",
+        "offset",
         "user",
         "writing",
         "written_at",
@@ -88,6 +89,7 @@ class Call:
         self.attempts = 0
         self.writing = False  # an attempt is on the wire now
         self.token: str | None = None  # the OAuth 2.0 access token the last attempt was signed with
+        self.offset = 0.0  # the clock offset the last OAuth 1.0a attempt was signed with
         #: When the first and the last attempt went out (epoch seconds), as far as this call knows.
         self.written_at: tuple[float, float] | None = (written_at, written_at) if written_at else None
 

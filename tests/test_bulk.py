@@ -549,7 +549,7 @@ async def test_only_content_refusals_stay_failed_and_retry_failed_sends_them_aga
         assert (await _cli("post", jobs, *args))[0] == 1
         assert len(fake.log) == 2  # refused for its content: not sent again by a plain rerun
         assert (await _cli("post", jobs, *args, "--retry-failed"))[0] == 1
-        assert len(fake.log) == 3 and fake.log[-1].status == 400  # sent again, and "fine" was not
+        assert len(fake.log) == 3 and fake.log[-1].status == 403  # sent again, and "fine" was not
 
 
 async def test_editing_the_jobs_file_never_resends_or_misreports_another_line(tmp_path: Path) -> None:

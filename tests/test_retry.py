@@ -338,9 +338,10 @@ async def test_a_text_less_post_that_never_landed_is_sent_again_after_reading_ba
         alice = fake.users.create()
         fake.add_post("an older post", alice)
         fake.fail_next(1, 503)  # nothing made, but a 5xx may have made it
+        media_id = fake.add_media(alice)
         async with fake.client(retry=FAST) as client:
-            post = await client.create_tweet(media={"media_ids": ["77"]}, user=alice.oauth1)
-        assert len(fake.posts) == 2 and fake.posts[post.id].media_ids == ("77",)
+            post = await client.create_tweet(media={"media_ids": [media_id]}, user=alice.oauth1)
+        assert len(fake.posts) == 2 and fake.posts[post.id].media_ids == (media_id,)
         assert [e.endpoint for e in fake.log] == ["create_tweet", "user_tweets", "create_tweet"]
 
 

@@ -24,6 +24,7 @@ from .._errors import (
     APIError,
     DeliveryUnknown,
     DuplicateContent,
+    Forbidden,
     MalformedResponse,
     Unauthorized,
     ValidationError,
@@ -165,11 +166,17 @@ class _CredentialsRefused(Exception):
     """Raised before an attempt of a user whose credentials X keeps refusing: it is not sent."""
 
 
+#: X's 403 detail for a reply to a post that is gone: the line's content, not its credentials, is at fault.
+_REPLY_GONE = "deleted or not visible to you"
+
+
 def _refused_for_content(exc: XError) -> bool:
     """X refused the request itself (a 400, a duplicate of no attempt of ours): sending it again as it is
     cannot succeed, so the line stays failed until ``retry_failed``. Anything else is sent again."""
     if isinstance(exc, ValidationError):
         return True
+    if isinstance(exc, Forbidden) and exc.problem is not None and _REPLY_GONE in exc.problem.detail:
+        return True  # a reply to a post that is deleted or hidden from the user
     return isinstance(exc, APIError) and (
         exc.status == 400 or (isinstance(exc, DuplicateContent) and not exc.maybe_delivered)
     )

@@ -29,12 +29,10 @@ from urllib.parse import parse_qsl
 import attrs
 from aiohttp import web
 
-from .. import _models
 from .._auth import BearerUser, OAuth1User
 from .._client import Client
-from .._errors import ValidationError
 from .._models import RateLimit
-from . import _oauth
+from . import _checks, _oauth
 from ._tls import self_signed
 
 __all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "Post", "ideal_makespan"]
@@ -42,15 +40,82 @@ __all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "Post", 
 #: Per-user windows the fake enforces unless told otherwise (X's documented defaults where published).
 DEFAULT_LIMITS: Mapping[str, RateLimit] = {
     "create_tweet": RateLimit(100, 900.0),
+    "delete_tweet": RateLimit(50, 900.0),
+    "get_tweet": RateLimit(900, 900.0),
     "bookmark": RateLimit(50, 900.0),
+    "delete_bookmark": RateLimit(50, 900.0),
+    "bookmarks": RateLimit(180, 900.0),
     "add_collection_entry": RateLimit(300, 900.0),
     "curate_collection": RateLimit(300, 900.0),
     "user_tweets": RateLimit(900, 900.0),
+    "users_me": RateLimit(75, 900.0),
+    "get_user": RateLimit(900, 900.0),
+    "get_user_by_username": RateLimit(900, 900.0),
+    "verify_credentials": RateLimit(75, 900.0),
 }
 
 _PROBLEMS = "https://api.twitter.com/2/problems/"
 _DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
-_V2 = frozenset({"create_tweet", "bookmark", "user_tweets"})
+_REPLY_GONE = "You attempted to reply to a Tweet that is deleted or not visible to you."
+_UNSUPPORTED = (
+    "Authenticating with {used} is forbidden for this endpoint.  Supported authentication types are "
+    "[OAuth 2.0 User Context]."
+)
+#: X's answer to a path it does not serve (v1.1 and v2 alike).
+NOT_FOUND_BODY: Mapping[str, Any] = {"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}
+_OAUTH1, _OAUTH2 = "OAuth 1.0a User Context", "OAuth 2.0 User Context"
+
+
+@attrs.frozen
+class _Route:
+    """One endpoint the fake serves: its name (for limits and logs), method, path, which user contexts
+    it takes, and whether it speaks v2 (problem bodies) or v1.1 (error codes)."""
+
+    name: str
+    method: str
+    path: str
+    auth: frozenset[str]
+    v2: bool = True
+
+
+_EITHER, _ONLY_OAUTH2, _ONLY_OAUTH1 = (
+    frozenset({_OAUTH1, _OAUTH2}),
+    frozenset({_OAUTH2}),
+    frozenset({_OAUTH1}),
+)
+ROUTES = (
+    _Route("create_tweet", "POST", "/2/tweets", _EITHER),
+    _Route("get_tweet", "GET", "/2/tweets/{tweet_id}", _EITHER),
+    _Route("delete_tweet", "DELETE", "/2/tweets/{tweet_id}", _EITHER),
+    _Route("users_me", "GET", "/2/users/me", _EITHER),
+    _Route("get_user_by_username", "GET", "/2/users/by/username/{username}", _EITHER),
+    _Route("get_user", "GET", "/2/users/{id}", _EITHER),
+    _Route("user_tweets", "GET", "/2/users/{id}/tweets", _EITHER),
+    _Route("bookmark", "POST", "/2/users/{id}/bookmarks", _ONLY_OAUTH2),
+    _Route("bookmarks", "GET", "/2/users/{id}/bookmarks", _ONLY_OAUTH2),
+    _Route("delete_bookmark", "DELETE", "/2/users/{id}/bookmarks/{tweet_id}", _ONLY_OAUTH2),
+    _Route("verify_credentials", "GET", "/1.1/account/verify_credentials.json", _ONLY_OAUTH1, v2=False),
+    _Route("add_collection_entry", "POST", "/1.1/collections/entries/add.json", _ONLY_OAUTH1, v2=False),
+    _Route("curate_collection", "POST", "/1.1/collections/entries/curate.json", _ONLY_OAUTH1, v2=False),
+)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Paths the fake does not serve answer as X's do: JSON, never aiohttp's plain text."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPMethodNotAllowed as exc:
+        body = {
+            "title": "Method Not Allowed",
+            "detail": "Method Not Allowed",
+            "type": "about:blank",
+            "status": 405,
+        }
+        return web.json_response(body, status=405, headers={"Allow": exc.headers.get("Allow", "")})
+    except web.HTTPNotFound:
+        return web.json_response(NOT_FOUND_BODY, status=404)
 
 
 @attrs.frozen
@@ -233,6 +298,9 @@ class FakeX:
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._ids = itertools.count(1_800_000_000_000_000_000)
+        #: Media ids posts may attach: id -> (owner's user id, expiry on the server's clock).
+        self.media: dict[str, tuple[str, float]] = {}
+        self._media_ids = itertools.count(1_900_000_000_000_000_000)
         self._fail_next: list[int] = []  # statuses for the next requests, before any effect
         self._drop_next = 0
         self._runner: web.AppRunner | None = None
@@ -245,16 +313,12 @@ class FakeX:
     # -- life cycle ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024**2)
+        app = web.Application(client_max_size=1024**2, middlewares=[_json_errors])
         app.on_response_prepare.append(self._stamp_date)
         app.router.add_get("/2/openapi.json", self._openapi)
         app.router.add_post("/2/oauth2/token", self._token)
-        app.router.add_post("/2/tweets", self._handler("create_tweet", self._create_tweet))
-        app.router.add_post("/2/users/{id}/bookmarks", self._handler("bookmark", self._bookmark))
-        app.router.add_get("/2/users/{id}/tweets", self._handler("user_tweets", self._user_tweets))
-        add, curate = "/1.1/collections/entries/add.json", "/1.1/collections/entries/curate.json"
-        app.router.add_post(add, self._handler("add_collection_entry", self._collection_add))
-        app.router.add_post(curate, self._handler("curate_collection", self._collection_curate))
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, self._handler(route))
         return app
 
     async def _stamp_date(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -442,28 +506,30 @@ class FakeX:
         """Apply the next ``count`` successful API requests, then drop their connections unanswered."""
         self._drop_next += count
 
-    def _handler(self, endpoint: str, effect: Callable[..., Any]) -> Callable[[web.Request], Any]:
+    def _handler(self, route: _Route) -> Callable[[web.Request], Any]:
+        effect = getattr(self, f"_{route.name}")
+
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self._handle(request, endpoint, effect)
+            return await self._handle(request, route, effect)
 
         return handle
 
     async def _handle(
-        self, request: web.Request, endpoint: str, effect: Callable[..., Any]
+        self, request: web.Request, route: _Route, effect: Callable[..., Any]
     ) -> web.StreamResponse:
         body = await request.read()
         faults = self.faults
         if faults.latency or faults.jitter:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
         arrived = self.now()
-        v2 = endpoint in _V2
+        endpoint, v2 = route.name, route.v2
         fail = self._fail_next.pop(0) if self._fail_next else None
         if fail is None and faults.error_rate and self._rng.random() < faults.error_rate:
             fail = faults.error_status
         if fail is not None:
             self.log.append(LogEntry(arrived, endpoint, None, fail))
-            return self._error(v2, fail, "Service Unavailable", "service-unavailable", 130, {})
-        user_id, failure = self._authenticate(request, body, endpoint, arrived, v2)
+            return self._error(v2, fail, "Service Unavailable", 130, "Over capacity")
+        user_id, failure = self._authenticate(request, body, route, arrived)
         if failure is not None:
             self.log.append(LogEntry(arrived, endpoint, user_id, failure.status))
             return failure
@@ -471,10 +537,10 @@ class FakeX:
         headers, exhausted = self._take(user_id, endpoint, arrived)
         if exhausted:
             self.log.append(LogEntry(arrived, endpoint, user_id, 429))
-            return self._error(v2, 429, "Too Many Requests", "rate-limit-exceeded", 88, headers)
+            return self._error(v2, 429, "Too Many Requests", 88, "Rate limit exceeded", headers)
         status, payload, duplicate = effect(request, body, user_id)
         response = self._json(payload, status, headers)
-        committed = status < 300
+        committed = status < 300 and request.method != "GET"
         dropped = committed and (
             self._drop_next > 0 or (faults.drop_rate > 0 and self._rng.random() < faults.drop_rate)
         )
@@ -500,76 +566,79 @@ class FakeX:
         v2: bool,
         status: int,
         title: str,
-        kind: str,
         code: int,
-        headers: Mapping[str, str],
-        detail: str | None = None,
-        errors: list[dict[str, Any]] | None = None,
+        message: str,
+        headers: Mapping[str, str] | None = None,
     ) -> web.Response:
+        """X's plain error: a v2 problem of type ``about:blank`` whose detail repeats its title, or a v1.1
+        error list with ``code`` and ``message``."""
         if v2:
             payload: dict[str, Any] = {
                 "title": title,
-                "detail": detail or title,
+                "detail": title,
+                "type": "about:blank",
                 "status": status,
-                "type": f"{_PROBLEMS}{kind}" if kind else "about:blank",
             }
-            if errors:
-                payload["errors"] = errors
         else:
-            payload = {"errors": [{"code": code, "message": detail or title}]}
-        return self._json(payload, status, headers)
+            payload = {"errors": [{"message": message, "code": code}]}
+        return self._json(payload, status, headers or {})
+
+    def _problem(self, status: int, title: str, kind: str, detail: str, **extra: Any) -> web.Response:
+        payload = {"title": title, "detail": detail, "type": f"{_PROBLEMS}{kind}", "status": status, **extra}
+        return self._json(payload, status, {})
 
     def _authenticate(
-        self, request: web.Request, body: bytes, endpoint: str, now: float, v2: bool
+        self, request: web.Request, body: bytes, route: _Route, now: float
     ) -> tuple[str | None, web.Response | None]:
+        """The user a request speaks for, or X's refusal: who it is first, then whether this endpoint
+        takes that kind of user context."""
+        v2 = route.v2
         header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            user_id = self._bearer.get(header[7:])
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer":
+            user_id = self._bearer.get(credentials.strip())
             if user_id is None:
-                return None, self._error(v2, 401, "Unauthorized", "", 89, {}, "Invalid or expired token.")
-            if endpoint in ("add_collection_entry", "curate_collection"):
+                return None, self._error(v2, 401, "Unauthorized", 89, "Invalid or expired token.")
+            if _OAUTH2 not in route.auth:
                 return user_id, self._error(
-                    v2, 403, "Forbidden", "", 220, {}, "Your credentials do not allow access."
+                    v2, 403, "Forbidden", 220, "Your credentials do not allow access to this resource."
                 )
             return user_id, None
         fields = _oauth.parse_header(header)
         if fields is None:
-            return None, self._error(v2, 401, "Unauthorized", "", 32, {}, "Could not authenticate you.")
+            return None, self._error(v2, 401, "Unauthorized", 32, "Could not authenticate you.")
         token = fields.get("oauth_token", "")
         known = self._oauth1.get(token)
-        if known is None or fields.get("oauth_consumer_key") != self.consumer_key:
-            return None, self._error(v2, 401, "Unauthorized", "", 32, {}, "Could not authenticate you.")
+        if fields.get("oauth_consumer_key") != self.consumer_key:
+            return None, self._error(v2, 401, "Unauthorized", 32, "Could not authenticate you.")
+        if known is None:
+            return None, self._error(v2, 401, "Unauthorized", 89, "Invalid or expired token.")
         token_secret, user_id = known
-        if endpoint == "bookmark":
-            return user_id, self._error(
-                v2, 403, "Forbidden", "client-forbidden", 0, {}, "Bookmarks need OAuth 2.0 user context."
-            )
         timestamp = fields.get("oauth_timestamp", "")
         if not timestamp.isdigit() or abs(int(timestamp) - now) > self.timestamp_tolerance:
-            return user_id, self._error(
-                v2,
-                401,
-                "Unauthorized",
-                "",
-                135,
-                {},
-                "Timestamp out of bounds.",
-                [{"code": 135, "message": "Timestamp out of bounds."}],
-            )
-        params = [(k, v) for k, v in fields.items() if k != "oauth_signature"]
-        params += parse_qsl(request.url.query_string, keep_blank_values=True)
+            return user_id, self._error(v2, 401, "Unauthorized", 135, "Timestamp out of bounds.")
+        # RFC 5849 3.4.1.3.1: the header's fields but realm and the signature, the query, a form body.
+        params = [(k, v) for k, v in fields.items() if k not in ("oauth_signature", "realm")]
+        params += parse_qsl(request.url.raw_query_string, keep_blank_values=True)
         if request.content_type == "application/x-www-form-urlencoded":
-            params += parse_qsl(body.decode(), keep_blank_values=True)
-        url = f"{request.url.scheme}://{request.headers.get('Host', request.host)}{request.path}"
+            params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        url = f"{request.url.scheme}://{request.headers.get('Host', request.host)}{request.url.raw_path}"
         expected = _oauth.signature(request.method, url, params, self.consumer_secret, token_secret)
         if not hmac.compare_digest(expected, fields.get("oauth_signature", "")):
-            return user_id, self._error(v2, 401, "Unauthorized", "", 32, {}, "Could not authenticate you.")
+            return user_id, self._error(v2, 401, "Unauthorized", 32, "Could not authenticate you.")
         nonce_key = f"{token}:{fields.get('oauth_nonce', '')}"
         if nonce_key in self._nonces:
-            return user_id, self._error(v2, 401, "Unauthorized", "", 32, {}, "Nonce already used.")
+            return user_id, self._error(v2, 401, "Unauthorized", 32, "Could not authenticate you.")
         self._nonces[nonce_key] = now
         while self._nonces and next(iter(self._nonces.values())) < now - 2 * self.timestamp_tolerance:
             self._nonces.popitem(last=False)
+        if _OAUTH1 not in route.auth:
+            return user_id, self._problem(
+                403,
+                "Unsupported Authentication",
+                "unsupported-authentication",
+                _UNSUPPORTED.format(used=_OAUTH1),
+            )
         return user_id, None
 
     def _window(self, key: tuple[str, str], seconds: float, now: float) -> _Window:
@@ -610,56 +679,176 @@ class FakeX:
 
     # -- effects: (status, payload, duplicate) ---------------------------------------------------
 
-    def _invalid(self, message: str, field: str = "body") -> tuple[int, dict[str, Any], bool]:
+    def _invalid(
+        self, message: str, parameter: str = "body", value: object = None
+    ) -> tuple[int, dict[str, Any], bool]:
+        """X's 400: an ``invalid-request`` problem naming the parameter and the values it refused."""
         payload = {
+            "errors": [{"parameters": {parameter: [] if value is None else [value]}, "message": message}],
             "title": "Invalid Request",
             "detail": "One or more parameters to your request was invalid.",
             "type": f"{_PROBLEMS}invalid-request",
-            "errors": [{"message": message, "parameters": {field: []}}],
         }
         return 400, payload, False
 
-    def _commit_post(self, user_id: str, text: str | None, tweet: Any = None) -> Post:
-        extra: dict[str, Any] = {}
-        if tweet is not None:
-            extra = {
-                "poll_options": tweet.poll.options if tweet.poll else (),
-                "media_ids": tweet.media.media_ids if tweet.media else (),
-                "quote_tweet_id": tweet.quote_tweet_id,
-                "in_reply_to_tweet_id": tweet.reply.in_reply_to_tweet_id if tweet.reply else None,
-            }
-        post = Post(str(next(self._ids)), text, user_id, self.now(), **extra)
+    def _forbidden(self, detail: str, duplicate: bool = False) -> tuple[int, dict[str, Any], bool]:
+        return 403, {"detail": detail, "type": "about:blank", "title": "Forbidden", "status": 403}, duplicate
+
+    def _missing(self, kind: str, parameter: str, value: str) -> dict[str, Any]:
+        """X's entry in ``errors`` for a lookup that found nothing (the answer is still a 200)."""
+        return {
+            "value": value,
+            "detail": f"Could not find {kind} with {parameter}: [{value}].",
+            "title": "Not Found Error",
+            "resource_type": kind,
+            "parameter": parameter,
+            "resource_id": value,
+            "type": f"{_PROBLEMS}resource-not-found",
+        }
+
+    def _commit_post(self, user_id: str, text: str | None, fields: Mapping[str, Any] | None = None) -> Post:
+        fields = fields or {}
+        post = Post(
+            str(next(self._ids)),
+            text,
+            user_id,
+            self.now(),
+            poll_options=tuple(fields.get("poll_options", ())),
+            media_ids=tuple(fields.get("media_ids", ())),
+            quote_tweet_id=fields.get("quote_tweet_id"),
+            in_reply_to_tweet_id=fields.get("in_reply_to_tweet_id"),
+        )
         self.posts[post.id] = post
         if text is not None:
             self._texts[user_id].add(text)
         return post
 
+    def add_media(self, user: FakeUser | str, expires_in: float = 86400.0) -> str:
+        """Register an uploaded media id for a user, as if uploaded: posts may attach it until it expires."""
+        user_id = user.user_id if isinstance(user, FakeUser) else user
+        media_id = str(next(self._media_ids))
+        self.media[media_id] = (user_id, self.now() + expires_in)
+        return media_id
+
+    def _usable_media(self, user_id: str, media_id: str) -> bool:
+        owner, expires = self.media.get(media_id, ("", 0.0))
+        return owner == user_id and self.now() < expires
+
     def _create_tweet(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                return self._invalid("body must be a JSON object")
-            tweet = _models.CreateTweet(**data)
-        except ValueError as exc:  # bad JSON, or a ValidationError
-            field = exc.field if isinstance(exc, ValidationError) else "body"
-            return self._invalid(str(exc), field)
-        except TypeError as exc:
-            return self._invalid(str(exc).split("() ", 1)[-1])
-        if tweet.text is not None and tweet.text in self._texts[user_id]:
-            payload = {"title": "Forbidden", "type": "about:blank", "status": 403, "detail": _DUPLICATE}
-            return 403, payload, True
-        for ref in (tweet.quote_tweet_id, tweet.reply.in_reply_to_tweet_id if tweet.reply else None):
-            if ref is not None and ref not in self.posts:
-                return self._invalid(
-                    f"the post {ref} does not exist",
-                    "quote_tweet_id" if ref == tweet.quote_tweet_id else "reply.in_reply_to_tweet_id",
-                )
-        post = self._commit_post(user_id, tweet.text, tweet)
+            fields = _checks.check_create_tweet(json.loads(body))
+        except ValueError:
+            return self._invalid("Your request body is not valid JSON.")
+        except _checks.Invalid as exc:
+            return self._invalid(exc.message, exc.parameter, exc.value)
+        text = fields.get("text")
+        bad_media = [m for m in fields.get("media_ids", ()) if not self._usable_media(user_id, m)]
+        if bad_media:
+            payload = {
+                "errors": [
+                    {"parameters": {"media.media_ids": bad_media}, "message": "Your media IDs are invalid."}
+                ],
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": f"{_PROBLEMS}invalid-request",
+            }
+            return 400, payload, False
+        if text and text in self._texts[user_id]:
+            return self._forbidden(_DUPLICATE, duplicate=True)
+        reply_to = fields.get("in_reply_to_tweet_id")
+        if reply_to is not None and reply_to not in self.posts:
+            return self._forbidden(_REPLY_GONE)
+        quoted = fields.get("quote_tweet_id")
+        if quoted is not None and quoted not in self.posts:
+            return self._invalid(
+                f"Could not find tweet with quote_tweet_id: [{quoted}].", "quote_tweet_id", quoted
+            )
+        post = self._commit_post(user_id, text, fields)
         return (
             201,
             {"data": {"id": post.id, "text": post.text or "", "edit_history_tweet_ids": [post.id]}},
             False,
         )
+
+    def _tweet_json(self, p: Post, polls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": p.id,
+            "text": p.text or "",
+            "edit_history_tweet_ids": [p.id],
+            "created_at": _iso(p.created_at),
+            "author_id": p.user_id,
+        }
+        attachments: dict[str, list[str]] = {}
+        if p.poll_options:
+            attachments["poll_ids"] = [f"9{p.id}"]
+            if polls is not None:
+                options = [{"position": i, "label": o, "votes": 0} for i, o in enumerate(p.poll_options, 1)]
+                polls.append({"id": f"9{p.id}", "options": options})
+        if p.media_ids:
+            attachments["media_keys"] = [f"3_{m}" for m in p.media_ids]
+        if attachments:
+            item["attachments"] = attachments
+        refs = [("quoted", p.quote_tweet_id), ("replied_to", p.in_reply_to_tweet_id)]
+        if any(ref for _, ref in refs):
+            item["referenced_tweets"] = [{"type": kind, "id": ref} for kind, ref in refs if ref]
+        return item
+
+    def _get_tweet(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        tweet_id = request.match_info["tweet_id"]
+        if _checks.ID.fullmatch(tweet_id) is None:
+            return self._invalid(f"The `id` query parameter value [{tweet_id}] is not valid", "id", tweet_id)
+        post = self.posts.get(tweet_id)
+        if post is None:
+            return 200, {"errors": [self._missing("tweet", "id", tweet_id)]}, False
+        return 200, {"data": self._tweet_json(post)}, False
+
+    def _delete_tweet(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        tweet_id = request.match_info["tweet_id"]
+        post = self.posts.get(tweet_id)
+        if post is None:
+            return 200, {"data": {"deleted": False}}, False
+        if post.user_id != user_id:
+            return self._forbidden("You are not allowed to delete this Tweet.")
+        del self.posts[tweet_id]
+        if post.text is not None:
+            self._texts[user_id].discard(post.text)
+        return 200, {"data": {"deleted": True}}, False
+
+    def _user_json(self, user: FakeUser) -> dict[str, Any]:
+        return {"id": user.user_id, "name": user.name.title(), "username": user.name}
+
+    def _user_by_id(self, user_id: str) -> FakeUser | None:
+        return next((u for u in self.users if u.user_id == user_id), None)
+
+    def _users_me(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        user = self._user_by_id(user_id)
+        assert user is not None
+        return 200, {"data": self._user_json(user)}, False
+
+    def _get_user(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        wanted = request.match_info["id"]
+        user = self._user_by_id(wanted)
+        if user is None:
+            return 200, {"errors": [self._missing("user", "id", wanted)]}, False
+        return 200, {"data": self._user_json(user)}, False
+
+    def _get_user_by_username(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        name = request.match_info["username"]
+        user = next((u for u in self.users if u.name.lower() == name.lower()), None)
+        if user is None:
+            return 200, {"errors": [self._missing("user", "username", name)]}, False
+        return 200, {"data": self._user_json(user)}, False
+
+    def _verify_credentials(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        user = self._user_by_id(user_id)
+        assert user is not None
+        payload = {
+            "id": int(user.user_id),
+            "id_str": user.user_id,
+            "name": user.name.title(),
+            "screen_name": user.name,
+        }
+        return 200, payload, False
 
     def _user_tweets(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         """``GET /2/users/:id/tweets``: a user's posts, newest first, as X shows them to any reader."""
@@ -667,13 +856,24 @@ class FakeX:
         query = request.query
         try:
             count = int(query.get("max_results", "10"))
-            start = query.get("start_time")
-            since = float(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()) if start else None
         except ValueError:
-            return self._invalid("max_results and start_time must be a number and YYYY-MM-DDTHH:mm:ssZ")
+            return self._invalid("The `max_results` query parameter value is not valid", "max_results")
         if not 5 <= count <= 100:
-            return self._invalid("max_results must be between 5 and 100", "max_results")
+            return self._invalid(
+                f"The `max_results` query parameter value [{count}] is not between 5 and 100", "max_results"
+            )
+        start = query.get("start_time")
+        try:
+            since = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() if start else None
+        except ValueError:
+            return self._invalid(
+                f"Invalid date format for `start_time`: [{start}]. Use YYYY-MM-DDTHH:mm:ssZ", "start_time"
+            )
         since_id = query.get("since_id")
+        if since_id is not None and _checks.ID.fullmatch(since_id) is None:
+            return self._invalid(
+                f"The `since_id` query parameter value [{since_id}] is not valid", "since_id"
+            )
         posts = [
             p
             for p in reversed(self.posts.values())
@@ -682,33 +882,8 @@ class FakeX:
             and (since_id is None or int(p.id) > int(since_id))
         ][:count]
         expansions = set(query.get("expansions", "").split(","))
-        data, polls = [], []
-        for p in posts:
-            item: dict[str, Any] = {
-                "id": p.id,
-                "text": p.text or "",
-                "edit_history_tweet_ids": [p.id],
-                "created_at": _iso(p.created_at),
-            }
-            attachments: dict[str, list[str]] = {}
-            if p.poll_options:
-                attachments["poll_ids"] = [f"9{p.id}"]
-                polls.append(
-                    {
-                        "id": f"9{p.id}",
-                        "options": [
-                            {"position": i, "label": o, "votes": 0} for i, o in enumerate(p.poll_options, 1)
-                        ],
-                    }
-                )
-            if p.media_ids:
-                attachments["media_keys"] = [f"3_{m}" for m in p.media_ids]
-            if attachments:
-                item["attachments"] = attachments
-            refs = [("quoted", p.quote_tweet_id), ("replied_to", p.in_reply_to_tweet_id)]
-            if any(ref for _, ref in refs):
-                item["referenced_tweets"] = [{"type": kind, "id": ref} for kind, ref in refs if ref]
-            data.append(item)
+        polls: list[dict[str, Any]] = []
+        data = [self._tweet_json(p, polls) for p in posts]
         payload: dict[str, Any] = {"meta": {"result_count": len(data)}}
         if data:
             payload["data"] = data
@@ -717,19 +892,31 @@ class FakeX:
             payload["includes"] = {"polls": polls}
         return 200, payload, False
 
+    def _own(self, request: web.Request, user_id: str) -> tuple[int, Any, bool] | None:
+        """X's refusal when ``:id`` in the path is not the token's own user."""
+        if request.match_info["id"] == user_id:
+            return None
+        payload = {
+            "title": "Forbidden",
+            "type": f"{_PROBLEMS}client-forbidden",
+            "status": 403,
+            "detail": "You are not permitted to act on behalf of another user.",
+        }
+        return 403, payload, False
+
     def _bookmark(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
-        if request.match_info["id"] != user_id:
-            payload = {
-                "title": "Forbidden",
-                "type": f"{_PROBLEMS}client-forbidden",
-                "status": 403,
-                "detail": "You can only bookmark posts for the user of the token.",
-            }
-            return 403, payload, False
+        refused = self._own(request, user_id)
+        if refused is not None:
+            return refused
         try:
-            tweet_id = _models.Bookmark(json.loads(body)["tweet_id"]).tweet_id
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._invalid(f"tweet_id: {exc}", "tweet_id")
+            data = json.loads(body)
+            if not isinstance(data, dict) or "tweet_id" not in data:
+                return self._invalid("$.tweet_id: is missing but it is required", "tweet_id")
+            tweet_id = _checks.check_id("tweet_id", data["tweet_id"])
+        except ValueError:
+            return self._invalid("Your request body is not valid JSON.")
+        except _checks.Invalid as exc:
+            return self._invalid(exc.message, exc.parameter, exc.value)
         if tweet_id not in self.posts:
             payload = {
                 "title": "Not Found Error",
@@ -740,6 +927,26 @@ class FakeX:
             return 404, payload, False
         self.bookmarks[user_id].add(tweet_id)
         return 200, {"data": {"bookmarked": True}}, False
+
+    def _delete_bookmark(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        refused = self._own(request, user_id)
+        if refused is not None:
+            return refused
+        self.bookmarks[user_id].discard(request.match_info["tweet_id"])
+        return 200, {"data": {"bookmarked": False}}, False
+
+    def _bookmarks(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        refused = self._own(request, user_id)
+        if refused is not None:
+            return refused
+        posts = [
+            self.posts[t] for t in sorted(self.bookmarks[user_id], key=int, reverse=True) if t in self.posts
+        ]
+        data = [self._tweet_json(p) for p in posts]
+        payload: dict[str, Any] = {"meta": {"result_count": len(data)}}
+        if data:
+            payload["data"] = data
+        return 200, payload, False
 
     def _apply(
         self, collection_id: str, op: str, tweet_id: str, relative_to: str | None = None, above: bool = True
@@ -762,31 +969,47 @@ class FakeX:
         del entries[self.collection_capacity :]  # past capacity, the oldest go
         return None
 
-    def _collection_add(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
-        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        try:
-            add = _models.AddCollectionEntry(
-                form.get("id", ""),
-                form.get("tweet_id", ""),
-                form.get("relative_to"),
-                form.get("above", "true") != "false",
-            )
-        except ValidationError as exc:
-            return 400, {"errors": [{"code": 44, "message": str(exc)}]}, False
-        error = self._apply(add.id, "add", add.tweet_id, add.relative_to, add.above)
+    def _v1_invalid(self, message: str) -> tuple[int, Any, bool]:
+        return 400, {"errors": [{"code": 44, "message": message}]}, False
+
+    def _add_collection_entry(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        # X reads v1.1 parameters from the query string and a form body alike.
+        form = dict(parse_qsl(request.url.raw_query_string, keep_blank_values=True))
+        if request.content_type == "application/x-www-form-urlencoded":
+            form.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        collection_id, tweet_id = form.get("id", ""), form.get("tweet_id", "")
+        relative_to = form.get("relative_to")
+        if _checks.COLLECTION_ID.fullmatch(collection_id) is None:
+            return self._v1_invalid("id parameter is invalid.")
+        if _checks.ID.fullmatch(tweet_id) is None:
+            return self._v1_invalid("tweet_id parameter is invalid.")
+        if relative_to is not None and _checks.ID.fullmatch(relative_to) is None:
+            return self._v1_invalid("relative_to parameter is invalid.")
+        error = self._apply(collection_id, "add", tweet_id, relative_to, form.get("above", "true") != "false")
         return (
             200,
             {"objects": {}, "response": {"errors": [error] if error else []}},
             bool(error and error["reason"] == "duplicate"),
         )
 
-    def _collection_curate(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+    def _curate_collection(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         try:
             data = json.loads(body)
-            curate = _models.CurateCollection(data["id"], data["changes"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return 400, {"errors": [{"code": 44, "message": str(exc)}]}, False
-        errors = [e for c in curate.changes if (e := self._apply(curate.id, c.op, c.tweet_id)) is not None]
+        except ValueError:
+            return self._v1_invalid("The request body is not valid JSON.")
+        if not isinstance(data, dict) or _checks.COLLECTION_ID.fullmatch(str(data.get("id", ""))) is None:
+            return self._v1_invalid("id parameter is invalid.")
+        changes = data.get("changes")
+        if not isinstance(changes, list) or not 1 <= len(changes) <= 100:
+            return self._v1_invalid("changes must list 1 to 100 changes.")
+        for change in changes:
+            if (
+                not isinstance(change, dict)
+                or change.get("op") not in ("add", "remove")
+                or _checks.ID.fullmatch(str(change.get("tweet_id", ""))) is None
+            ):
+                return self._v1_invalid("each change needs an op (add or remove) and a tweet_id.")
+        errors = [e for c in changes if (e := self._apply(data["id"], c["op"], c["tweet_id"])) is not None]
         return (
             200,
             {"objects": {}, "response": {"errors": errors}},
