@@ -151,7 +151,12 @@ async def test_timestamp_out_of_bounds_is_code_135_on_v1_and_a_bare_401_on_v2() 
                 body = await resp.json()
             assert resp.status == 401
             if v2:
-                assert body == {"title": "Unauthorized", "detail": "Unauthorized", "type": "about:blank", "status": 401}
+                assert body == {
+                    "title": "Unauthorized",
+                    "detail": "Unauthorized",
+                    "type": "about:blank",
+                    "status": 401,
+                }
             else:
                 assert body == {"errors": [{"message": "Timestamp out of bounds.", "code": 135}]}
 

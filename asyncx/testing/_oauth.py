@@ -19,11 +19,12 @@ def _enc(value: str) -> str:
 
 
 def parse_header(header: str) -> dict[str, str] | None:
-    """The decoded ``oauth_*`` fields of an ``OAuth ...`` header, or None if it is not one."""
-    if not header.startswith("OAuth "):
+    """The decoded fields of an ``OAuth ...`` header (the scheme in any case), or None if it is not one."""
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() != "oauth":
         return None
     fields = {}
-    for part in header[6:].split(","):
+    for part in rest.split(","):
         name, sep, value = part.strip().partition("=")
         if not sep or len(value) < 2 or value[0] != '"' or value[-1] != '"':
             return None
