@@ -185,6 +185,10 @@ class Client:
         )
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._other_loop = (
+            "this client runs on another event loop: make one client per loop (in pytest, give the "
+            "test and the fixture that makes the client the same loop scope)"
+        )
         self._calls: dict[asyncio.Task[Any], Call] = {}  # open calls, by the task awaiting each
         self._closing: set[asyncio.Task[Any]] = set()  # those aclose() is ending
         self._drained: asyncio.Event | None = None
@@ -425,10 +429,7 @@ class Client:
         if self._loop is None:
             self._loop = loop
         elif loop is not self._loop:
-            raise UsageError(
-                "this client runs on another event loop: make one client per loop (in pytest, give the "
-                "test and the fixture that makes the client the same loop scope)"
-            )
+            raise UsageError(self._other_loop)
 
     def _call(
         self,

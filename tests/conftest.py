@@ -9,6 +9,8 @@ import pytest
 
 from tests.redis_server import RedisServer
 
+pytest_plugins = ["pytester"]
+
 _prefixes = itertools.count()
 
 

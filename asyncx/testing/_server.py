@@ -64,6 +64,13 @@ _UNSUPPORTED = (
 #: X's answer to a path it does not serve (v1.1 and v2 alike).
 NOT_FOUND_BODY: Mapping[str, Any] = {"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}
 _OAUTH1, _OAUTH2 = "OAuth 1.0a User Context", "OAuth 2.0 User Context"
+WRONG_LOOP = (
+    "FakeX runs on another event loop than this call: its answers would never come. Give the test and "
+    "the fixtures that start FakeX the same loop scope (pytest-asyncio: @pytest.mark.asyncio(loop_scope=...) "
+    "on the test and loop_scope=... on the fixtures, or asyncio_default_fixture_loop_scope and "
+    "asyncio_default_test_loop_scope in the pytest configuration; with anyio, start FakeX in an anyio "
+    "fixture)."
+)
 
 
 @attrs.frozen
@@ -304,6 +311,7 @@ class FakeX:
         self._fail_next: list[int] = []  # statuses for the next requests, before any effect
         self._drop_next = 0
         self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.base_url = ""
         #: Where the fake keeps its users, tokens, posts, bookmarks and collections between runs.
         self.state = None if state is None else Path(state)
@@ -340,7 +348,9 @@ class FakeX:
         )
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"{'https' if self._tls else 'http'}://{self._host}:{port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 literal goes in brackets
+        self.base_url = f"{'https' if self._tls else 'http'}://{host}:{port}"
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def stop(self) -> None:
@@ -372,7 +382,13 @@ class FakeX:
         kwargs.setdefault("read_lag", 0.0)  # the fake's reads show its writes at once
         if self.ssl_context is not None:
             kwargs.setdefault("ssl", self.ssl_context)
-        return Client(base_url=self.base_url, **kwargs)
+        client = Client(base_url=self.base_url, **kwargs)
+        if self._loop is not None:
+            # The fake answers only while its own loop runs: a call from any other would wait for
+            # answers that never come, so the client refuses it at once, saying why.
+            client._loop = self._loop
+            client._other_loop = WRONG_LOOP
+        return client
 
     # -- inspection ------------------------------------------------------------------------------
 
