@@ -72,6 +72,7 @@ class ServerProcess:
             "0",
             *self.args,
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,  # its hints for people (the CA path, a curl line)
             limit=64 * 1024 * 1024,  # one JSON line holds every made-up user's credentials
         )
         assert self._proc.stdout is not None

@@ -53,7 +53,7 @@ async def cli_peak_rss(lines: int, users: int, tmp: Path) -> float:
     with jobs.open("w") as f:
         for i in range(lines):
             f.write(json.dumps({"user": f"u{i % users}", "text": f"u{i % users} post {i}"}) + "\n")
-    async with ServerProcess("--users", str(users), "--tweet-limit", "1000000") as server:
+    async with ServerProcess("--http", "--users", str(users), "--tweet-limit", "1000000") as server:
         info = server.info
         creds = tmp / "creds.toml"
         rows = [

@@ -64,7 +64,7 @@ async def whole_process(args: argparse.Namespace) -> None:
     """Each client in a fresh process, its import included; the CPU of that whole process."""
     child = str(Path(__file__).with_name("_client_child.py"))
     compile_asyncx()
-    async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
+    async with ServerProcess("--users", "1", "--tweet-limit", "100000000") as server:
         info = json.dumps(server.info).encode()
         results: dict[str, list[float]] = {name: [] for name in CHILDREN}
         for round_ in range(args.rounds):
@@ -98,7 +98,7 @@ async def main() -> None:
     if args.whole_process:
         await whole_process(args)
         return
-    async with ServerProcess("--tls", "--users", "1", "--tweet-limit", "100000000") as server:
+    async with ServerProcess("--users", "1", "--tweet-limit", "100000000") as server:
         info, user = server.info, server.info["users"][0]
         ctx = ssl.create_default_context(cadata=info["ca_certificate"])
         url = info["base_url"] + "/2/tweets"

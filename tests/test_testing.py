@@ -3,8 +3,13 @@
 import asyncio
 import contextlib
 import json
+import shlex
+import ssl
 import sys
+from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -296,25 +301,76 @@ async def test_pytest_plugin_fixtures(fake_x: FakeX, x_client: asyncx.Client) ->
     assert fake_x.count(status=429) == 0  # the client learned the limit and never sent the second
 
 
-async def test_cli_serves_standalone() -> None:
+@contextlib.asynccontextmanager
+async def _standalone(*args: str) -> AsyncIterator[tuple[dict[str, Any], str]]:
+    """``python -m asyncx.testing`` in a child process: its JSON line, and its first stderr line."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "asyncx.testing", "--port", "0", "--users", "1", "--tweet-limit", "1",
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "asyncx.testing", "--port", "0", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        lines = [
+            (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            for _ in range(3 if "--http" not in args else 2)
+        ]
+        yield info, "".join(lines)
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_cli_serves_https_by_default_with_a_ca_bundle_and_refreshable_users() -> None:
+    async with _standalone("--users", "1", "--tweet-limit", "1") as (info, said):
+        assert info["base_url"].startswith("https://")
+        context = ssl.create_default_context(cafile=info["ca_bundle"])
         user = info["users"][0]
-        bearer = asyncx.BearerUser(access_token=user["bearer_token"], user_id=user["user_id"])
+        bearer = asyncx.BearerUser(
+            access_token=user["bearer_token"],
+            user_id=user["user_id"],
+            refresh_token=user["refresh_token"],
+            client_id=info["client_id"],
+        )
         oauth1 = asyncx.OAuth1User(
             access_token=user["access_token"], access_token_secret=user["access_token_secret"]
         )
         async with asyncx.Client(
-            info["consumer_key"], info["consumer_secret"], base_url=info["base_url"]
+            info["consumer_key"], info["consumer_secret"], base_url=info["base_url"], ssl=context
         ) as client:
             assert (await client.create_tweet(text="from outside", user=oauth1)).text == "from outside"
             with pytest.raises(asyncx.RateLimited):
                 await client.create_tweet(text="second", user=bearer, max_wait=0)
-    finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": user["refresh_token"],
+            "client_id": info["client_id"],
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(info["base_url"] + "/2/oauth2/token", data=form, ssl=context) as resp,
+        ):
+            assert resp.status == 200  # the printed refresh token and client id work
+            assert (await resp.json())["token_type"] == "bearer"
+        assert f"CA bundle: {info['ca_bundle']}" in said
+        curl = said.split("try: ", 1)[1].strip()
+        run = await asyncio.create_subprocess_exec(*shlex.split(curl), stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(run.communicate(), 30)
+        assert json.loads(out)["data"]["id"] == user["user_id"]
+
+
+async def test_cli_http_opt_out_and_state_kept_between_runs(tmp_path: Path) -> None:
+    state = tmp_path / "fake.json"
+    async with _standalone("--http", "--users", "1", "--state", str(state)) as (info, _):
+        assert info["base_url"].startswith("http://") and "ca_bundle" not in info
+        user = info["users"][0]
+        bearer = asyncx.BearerUser(access_token=user["bearer_token"], user_id=user["user_id"])
+        async with asyncx.Client(base_url=info["base_url"]) as client:
+            post = await client.create_tweet(text="kept", user=bearer)
+    async with _standalone("--users", "1", "--state", str(state)) as (again, _):
+        assert again["users"] == info["users"] and again["consumer_key"] == info["consumer_key"]
+        context = ssl.create_default_context(cafile=again["ca_bundle"])
+        assert again["ca_bundle"] == str(state) + ".ca.pem"
+        async with asyncx.Client(base_url=again["base_url"], ssl=context) as client:
+            posts = await client.user_tweets(user["user_id"], user=bearer)
+        assert [p.id for p in posts] == [post.id]

@@ -1,7 +1,10 @@
 """``python -m asyncx.testing``: serve FakeX standalone, for programs in other processes or languages.
 
-It prints one JSON line with the base URL, the app's keys and the test users' credentials (all made
-up for this run), then serves until interrupted.
+It serves HTTPS with a throw-away certificate authority (``--http`` for plain HTTP on loopback), prints
+one JSON line on stdout with the base URL, the CA bundle's path, the app's keys and the test users'
+credentials (OAuth 1.0a tokens, OAuth 2.0 access and refresh tokens, the OAuth 2.0 client id), and on
+stderr a ``curl`` line for one call; then it serves until interrupted. ``--state FILE`` keeps users,
+tokens and posts between runs.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from .._models import RateLimit
 from ._server import FakeX, Faults
@@ -38,7 +44,18 @@ def _parser() -> argparse.ArgumentParser:
         "--skew", type=float, default=0.0, help="seconds the server's clock is ahead (negative: behind)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tls", action="store_true", help="serve HTTPS with a throw-away self-signed certificate")
+    p.add_argument(
+        "--http", action="store_true", help="serve plain HTTP instead of HTTPS (loopback use only)"
+    )
+    p.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)  # HTTPS is the default now
+    p.add_argument(
+        "--state", metavar="FILE", help="keep users, tokens, posts and bookmarks in FILE between runs"
+    )
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="where to write the CA bundle (default: beside --state, or a temp dir)",
+    )
     return p
 
 
@@ -59,10 +76,54 @@ def _fake(args: argparse.Namespace) -> FakeX:
         skew=args.skew,
         faults=faults,
         seed=args.seed,
-        tls=args.tls,
+        tls=not args.http,
         host=args.host,
         port=args.port,
+        state=args.state,
     )
+
+
+def _ca_path(args: argparse.Namespace) -> Path:
+    if args.ca_file:
+        return Path(args.ca_file)
+    if args.state:
+        return Path(args.state).with_name(Path(args.state).name + ".ca.pem")
+    return Path(tempfile.mkdtemp(prefix="fakex-")) / "ca.pem"
+
+
+def _info(fake: FakeX, ca_file: Path | None) -> dict[str, object]:
+    users = list(fake.users)
+    info: dict[str, object] = {
+        "base_url": fake.base_url,
+        "consumer_key": fake.consumer_key,
+        "consumer_secret": fake.consumer_secret,
+        "client_id": fake.client_id,
+        "users": [
+            {
+                "name": u.name,
+                "user_id": u.user_id,
+                "access_token": u.oauth1.access_token,
+                "access_token_secret": u.oauth1.access_token_secret,
+                "bearer_token": u.bearer.access_token,
+                "refresh_token": u.bearer.refresh_token,
+            }
+            for u in users
+        ],
+    }
+    if fake.certificate is not None and ca_file is not None:
+        info["ca_bundle"] = str(ca_file)
+        info["ca_certificate"] = fake.certificate
+    return info
+
+
+def _curl(fake: FakeX, ca_file: Path | None) -> str:
+    """One call any shell can make: the first user's ``GET /2/users/me``."""
+    user = next(iter(fake.users))
+    parts = ["curl", "-sS"]
+    if ca_file is not None:
+        parts += ["--cacert", str(ca_file)]
+    parts += ["-H", f"Authorization: Bearer {user.bearer.access_token}", fake.base_url + "/2/users/me"]
+    return shlex.join(parts)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -71,25 +132,18 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with _fake(args) as fake:
-        users = [fake.users.create() for _ in range(args.users)]
-        info: dict[str, object] = {
-            "base_url": fake.base_url,
-            "consumer_key": fake.consumer_key,
-            "consumer_secret": fake.consumer_secret,
-            "users": [
-                {
-                    "name": u.name,
-                    "user_id": u.user_id,
-                    "access_token": u.oauth1.access_token,
-                    "access_token_secret": u.oauth1.access_token_secret,
-                    "bearer_token": u.bearer.access_token,
-                }
-                for u in users
-            ],
-        }
+        for _ in range(max(0, args.users - len(fake.users))):  # a saved state brings its users back
+            fake.users.create()
+        ca_file = None
         if fake.certificate is not None:
-            info["ca_certificate"] = fake.certificate
-        print(json.dumps(info), flush=True)
+            ca_file = _ca_path(args)
+            ca_file.write_text(fake.certificate, encoding="ascii")
+        print(json.dumps(_info(fake, ca_file)), flush=True)
+        print(f"FakeX serving {fake.base_url}", file=sys.stderr)
+        if ca_file is not None:
+            print(f"CA bundle: {ca_file}", file=sys.stderr)
+        if len(fake.users):
+            print(f"try: {_curl(fake, ca_file)}", file=sys.stderr, flush=True)
         await stop.wait()
 
 

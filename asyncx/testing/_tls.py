@@ -11,7 +11,7 @@ from pathlib import Path
 __all__ = ["self_signed"]
 
 #: Loopback and X's own names, so a client with a pinned resolver (tweepy in the benchmarks) can use it.
-_SAN = "DNS:localhost,IP:127.0.0.1,DNS:api.twitter.com,DNS:api.x.com"
+_SAN = "DNS:localhost,IP:127.0.0.1,IP:::1,DNS:api.twitter.com,DNS:api.x.com"
 
 
 def self_signed() -> tuple[ssl.SSLContext, ssl.SSLContext, str]:
