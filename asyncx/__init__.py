@@ -18,6 +18,7 @@ from ._errors import (
     FieldError,
     Forbidden,
     MalformedResponse,
+    MediaProcessingFailed,
     NotFound,
     Problem,
     RateLimited,
@@ -37,12 +38,14 @@ from ._models import (
     CollectionResult,
     CreateTweet,
     CurateCollection,
+    EditOptions,
     Geo,
     Media,
     Poll,
     RateLimit,
     Reply,
     Tweet,
+    UploadedMedia,
     UserTweets,
 )
 from ._ratelimit import (
@@ -56,6 +59,7 @@ from ._ratelimit import (
 )
 from ._retry import RetryPolicy
 from ._transport import MockTransport, Response, Timeouts, WireRequest
+from ._upload import UploadSession
 from ._validation import weighted_length
 
 if _typing.TYPE_CHECKING:
@@ -81,12 +85,14 @@ __all__ = [
     "CurateCollection",
     "DeliveryUnknown",
     "DuplicateContent",
+    "EditOptions",
     "ErrorDetail",
     "FieldError",
     "Forbidden",
     "Geo",
     "MalformedResponse",
     "Media",
+    "MediaProcessingFailed",
     "MemoryStore",
     "MockTransport",
     "NotFound",
@@ -107,6 +113,8 @@ __all__ = [
     "TransportError",
     "Tweet",
     "Unauthorized",
+    "UploadSession",
+    "UploadedMedia",
     "UsageError",
     "UserTweets",
     "ValidationError",

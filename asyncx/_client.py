@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 
-from . import _retry
+from . import _retry, _upload
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
 from ._delivery import Call, OnAttempt, made_by, may_have_landed
 from ._endpoints import endpoint_for
@@ -41,6 +41,7 @@ from ._models import (
     CollectionResult,
     CreateTweet,
     CurateCollection,
+    EditOptions,
     Geo,
     Media,
     Poll,
@@ -48,12 +49,14 @@ from ._models import (
     Reply,
     Request,
     Tweet,
+    UploadedMedia,
     UserTweets,
 )
 from ._oauth2 import OAuth2Refresher
 from ._ratelimit import HORIZON, BudgetStats, Permit, Scheduler, Store, read_answer, server_date
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
+from ._upload import DEFAULT_SEGMENT, MediaSource, UploadSession
 from ._validation import check_seconds, raise_if
 
 if TYPE_CHECKING:
@@ -161,7 +164,9 @@ class Client:
         if (consumer_key is None) != (consumer_secret is None):
             raise ValidationError("consumer_key and consumer_secret go together", field="consumer_secret")
         self._signer = (
-            OAuth1Signer(consumer_key, consumer_secret) if consumer_key and consumer_secret else None
+            OAuth1Signer(consumer_key, consumer_secret, clock=clock)
+            if consumer_key and consumer_secret
+            else None
         )
         self._user = user
         self.max_wait = max_wait
@@ -251,6 +256,13 @@ class Client:
         reply_settings: str | None = None,
         geo: Geo | _NestedArg = None,
         direct_message_deep_link: str | None = None,
+        card_uri: str | None = None,
+        community_id: str | None = None,
+        edit_options: EditOptions | _NestedArg = None,
+        made_with_ai: bool = False,
+        nullcast: bool = False,
+        paid_partnership: bool = False,
+        share_with_followers: bool = False,
         user: User | None = None,
         max_wait: float | None = None,
     ) -> Tweet:
@@ -265,8 +277,54 @@ class Client:
             reply_settings=reply_settings,
             geo=geo,
             direct_message_deep_link=direct_message_deep_link,
+            card_uri=card_uri,
+            community_id=community_id,
+            edit_options=edit_options,
+            made_with_ai=made_with_ai,
+            nullcast=nullcast,
+            paid_partnership=paid_partnership,
+            share_with_followers=share_with_followers,
         )
         return await self.send(request, user=user, max_wait=max_wait)
+
+    async def upload_media(
+        self,
+        source: MediaSource,
+        *,
+        user: User | None = None,
+        media_category: str | None = None,
+        media_type: str | None = None,
+        alt_text: str | None = None,
+        progress: Callable[[UploadSession], object] | None = None,
+        resume: UploadSession | None = None,
+        segment_size: int = DEFAULT_SEGMENT,
+        max_wait: float | None = None,
+    ) -> UploadedMedia:
+        """Upload media (a path, bytes or a seekable binary file) as ``user`` for a post to attach.
+
+        The type is read from the file's first bytes unless given, and the category follows from it;
+        both, and the size, are checked before anything is sent. A small image goes in one request;
+        anything else in segments read from disk one at a time, then X's processing is awaited
+        (``MediaProcessingFailed`` if it fails). ``alt_text`` is set once it is ready. ``progress`` sees an
+        ``UploadSession`` after each step; pass the last one back as ``resume`` to go on after a crash.
+        """
+        bound = self._user_for(user)
+
+        async def send(request: Request) -> Any:
+            return await self.send(request, user=bound, max_wait=max_wait)
+
+        return await _upload.upload(
+            send,
+            source,
+            media_category=media_category,
+            media_type=media_type,
+            alt_text=alt_text,
+            progress=progress,
+            resume=resume,
+            clock=self._clock,
+            sleep=self._sleep,
+            segment_size=segment_size,
+        )
 
     async def bookmark(
         self, tweet_id: str, *, user: BearerUser | None = None, max_wait: float | None = None
@@ -628,6 +686,8 @@ class Client:
         status = response.status
         data = response.json()
         if 200 <= status < 300:
+            if data is None and call.endpoint.empty_ok and not response.body.strip():
+                data = {}
             if data is None:
                 raise MalformedResponse(
                     status, headers=response.headers, message=f"{call.endpoint.name}: empty or non-JSON body"

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn
 
-from ._models import CollectionChange, CreateTweet, CurateCollection, Geo, Media, Poll, Reply
+from ._models import CollectionChange, CreateTweet, CurateCollection, EditOptions, Geo, Media, Poll, Reply
 
 __all__ = ["converter", "structure", "unstructure"]
 
@@ -17,7 +17,7 @@ T = TypeVar("T")
 converter = cattrs.Converter()
 
 # Parts first: a class's generated hook captures the hooks of its fields when it is made.
-for _cls in (Reply, Media, Poll, Geo, CollectionChange, CreateTweet, CurateCollection):
+for _cls in (Reply, Media, Poll, Geo, EditOptions, CollectionChange, CreateTweet, CurateCollection):
     converter.register_unstructure_hook(
         _cls, make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True)
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
@@ -20,13 +21,20 @@ from ._convert import structure, unstructure
 from ._errors import MalformedResponse, ValidationError
 from ._models import (
     AddCollectionEntry,
+    AppendUpload,
     Bookmark,
     CollectionError,
     CollectionResult,
     CreateTweet,
     CurateCollection,
+    FinalizeUpload,
+    InitializeUpload,
+    MediaInfo,
+    MediaMetadata,
+    MediaUpload,
     Request,
     Tweet,
+    UploadStatus,
     UserTweets,
 )
 
@@ -62,6 +70,8 @@ class Endpoint(Generic[R, T]):
     _parse: Callable[[Any], T]
     _after_maybe_delivered: Callable[[T], T] | None = None
     method: str = "POST"
+    #: Whether a 2xx may come without a body (a media segment appended): it then parses as ``{}``.
+    empty_ok: bool = False
 
     def after_maybe_delivered(self, result: T) -> T:
         """The result of an attempt made after an earlier one may have been applied unanswered."""
@@ -82,7 +92,9 @@ class Endpoint(Generic[R, T]):
             path = self.path.format(user_id=getattr(request, "user_id", ""))
             query = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in form)
             return Prepared("GET", f"{base_url}{path}?{query}", "", None, form)
-        path = self.path.format(user_id=getattr(user, "user_id", ""))
+        path = self.path.format(
+            user_id=getattr(user, "user_id", ""), media_id=getattr(request, "media_id", "")
+        )
         return Prepared("POST", base_url + path, content_type, body, form)
 
     def parse(self, data: Any, status: int = 200) -> T:
@@ -137,6 +149,85 @@ def _user_tweets_query(request: UserTweets) -> tuple[str, bytes | None, tuple[tu
     if request.since_id is not None:
         pairs.append(("since_id", request.since_id))
     return "", None, tuple(pairs)
+
+
+def _multipart(parts: list[tuple[str, bytes, str | None]]) -> tuple[str, bytes]:
+    """A ``multipart/form-data`` body of (name, value, filename) parts; a file part is sent as bytes."""
+    boundary = secrets.token_hex(16)
+    chunks: list[bytes] = []
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        if filename:
+            head += "Content-Type: application/octet-stream\r\n"
+        chunks += [(head + "\r\n").encode(), value, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(chunks)
+
+
+def _media_upload_body(request: MediaUpload) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    content_type, body = _multipart(
+        [
+            ("media", request.media, "media"),
+            ("media_category", request.media_category.encode(), None),
+            ("media_type", request.media_type.encode(), None),
+        ]
+    )
+    return content_type, body, ()
+
+
+def _append_body(request: AppendUpload) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    content_type, body = _multipart(
+        [("segment_index", str(request.segment_index).encode(), None), ("media", request.media, "media")]
+    )
+    return content_type, body, ()
+
+
+def _initialize_body(request: InitializeUpload) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    data: dict[str, Any] = {
+        "media_type": request.media_type,
+        "total_bytes": request.total_bytes,
+        "media_category": request.media_category,
+    }
+    if request.shared:
+        data["shared"] = True
+    if request.additional_owners:
+        data["additional_owners"] = list(request.additional_owners)
+    return _JSON, _json(data), ()
+
+
+def _no_body(request: Request) -> tuple[str, bytes | None, tuple[tuple[str, str], ...]]:
+    return "", None, ()
+
+
+def _status_query(request: UploadStatus) -> tuple[str, bytes | None, tuple[tuple[str, str], ...]]:
+    return "", None, (("command", "STATUS"), ("media_id", request.media_id))
+
+
+def _metadata_body(request: MediaMetadata) -> tuple[str, bytes, tuple[tuple[str, str], ...]]:
+    return _JSON, _json({"id": request.media_id, "metadata": {"alt_text": {"text": request.alt_text}}}), ()
+
+
+def _media_info(data: Any) -> MediaInfo:
+    """X's media answer; fields X may add later are ignored."""
+    item = data["data"]
+    media_id = item.get("id") or item.get("media_id_string") or item.get("media_id")
+    if not isinstance(media_id, str | int) or not _DIGITS.fullmatch(str(media_id)):
+        raise ValueError(f"the media id {str(media_id)[:40]!r} is not an id")
+    processing = item.get("processing_info") or {}
+    return MediaInfo(
+        str(media_id),
+        item.get("media_key"),
+        item.get("expires_after_secs"),
+        processing.get("state"),
+        processing.get("check_after_secs"),
+        processing.get("progress_percent"),
+        processing.get("error"),
+    )
+
+
+def _ignored(data: Any) -> None:
+    return None
 
 
 def _posts(data: Any) -> tuple[Tweet, ...]:
@@ -197,7 +288,25 @@ def _duplicates_applied(result: CollectionResult) -> CollectionResult:
     return CollectionResult(errors=errors, delivered_earlier=result.delivered_earlier + applied)
 
 
+_EITHER = (OAuth1User, BearerUser)
+
 ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
+    MediaUpload: Endpoint("media_upload", "/2/media/upload", _EITHER, _media_upload_body, _media_info),
+    InitializeUpload: Endpoint(
+        "media_initialize", "/2/media/upload/initialize", _EITHER, _initialize_body, _media_info
+    ),
+    AppendUpload: Endpoint(
+        "media_append", "/2/media/upload/{media_id}/append", _EITHER, _append_body, _ignored, empty_ok=True
+    ),
+    FinalizeUpload: Endpoint(
+        "media_finalize", "/2/media/upload/{media_id}/finalize", _EITHER, _no_body, _media_info
+    ),
+    UploadStatus: Endpoint(
+        "media_status", "/2/media/upload", _EITHER, _status_query, _media_info, None, "GET"
+    ),
+    MediaMetadata: Endpoint(
+        "media_metadata", "/2/media/metadata", _EITHER, _metadata_body, _ignored, empty_ok=True
+    ),
     UserTweets: Endpoint(
         "user_tweets",
         "/2/users/{user_id}/tweets",

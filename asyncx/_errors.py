@@ -113,6 +113,17 @@ class DeliveryUnknown(XError):
     maybe_delivered = True
 
 
+class MediaProcessingFailed(XError):
+    """X took the media but could not process it (a corrupt or unsupported video, say); the media id is
+    unusable. ``error`` is X's description, with ``name`` and ``message`` when it gave them."""
+
+    def __init__(self, media_id: str, error: Mapping[str, Any] | None) -> None:
+        self.media_id = media_id
+        self.error = dict(error or {})
+        why = self.error.get("message") or self.error.get("name") or "no reason given"
+        super().__init__(f"X could not process media {media_id}: {why}")
+
+
 class UsageError(XError, RuntimeError):
     """The client was used in a way that cannot work: a session closed under it, a call from an event
     loop other than the one the client runs on. Nothing was sent."""

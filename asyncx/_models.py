@@ -22,6 +22,7 @@ __all__ = [
     "CollectionResult",
     "CreateTweet",
     "CurateCollection",
+    "EditOptions",
     "Geo",
     "Media",
     "Poll",
@@ -99,6 +100,18 @@ class Media:
 
 
 @attrs.frozen
+class EditOptions:
+    """Makes a post an edit of ``previous_post_id`` (within X's edit window)."""
+
+    previous_post_id: str = attrs.field(converter=_id)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_id(errors, "previous_post_id", self.previous_post_id)
+        v.raise_if(errors)
+
+
+@attrs.frozen
 class Poll:
     """A poll of 2 to 4 options of 1 to 25 characters, open for 5 to 10080 minutes."""
 
@@ -129,6 +142,11 @@ class Geo:
 
 
 _to_reply, _to_media, _to_poll, _to_geo = v.nested(Reply), v.nested(Media), v.nested(Poll), v.nested(Geo)
+_to_edit = v.nested(EditOptions)
+
+
+def _edit(value: EditOptions | _Dict | None) -> EditOptions | None:
+    return _to_edit(value)  # type: ignore[return-value]
 
 
 def _reply(value: Reply | _Dict | None) -> Reply | None:
@@ -169,6 +187,13 @@ class CreateTweet(Request):
     reply_settings: str | None = None
     geo: Geo | None = attrs.field(default=None, converter=_geo)
     direct_message_deep_link: str | None = None
+    card_uri: str | None = None
+    community_id: str | None = attrs.field(default=None, converter=_opt_id)
+    edit_options: EditOptions | None = attrs.field(default=None, converter=_edit)
+    made_with_ai: bool = False
+    nullcast: bool = False
+    paid_partnership: bool = False
+    share_with_followers: bool = False
 
     def __attrs_post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -176,8 +201,19 @@ class CreateTweet(Request):
             v.check_text(errors, "text", self.text)
         if self.quote_tweet_id is not None:
             v.check_id(errors, "quote_tweet_id", self.quote_tweet_id)
-        v.check_bool(errors, "for_super_followers_only", self.for_super_followers_only)
-        for name in ("reply", "media", "poll", "geo"):
+        if self.community_id is not None:
+            v.check_id(errors, "community_id", self.community_id)
+        if self.card_uri is not None:
+            v.check_plain(errors, "card_uri", self.card_uri, 1000)
+        for flag in (
+            "for_super_followers_only",
+            "made_with_ai",
+            "nullcast",
+            "paid_partnership",
+            "share_with_followers",
+        ):
+            v.check_bool(errors, flag, getattr(self, flag))
+        for name in ("reply", "media", "poll", "geo", "edit_options"):
             v.check_nested(errors, name, getattr(self, name))
         if self.reply_settings is not None:
             v.check_choice(errors, "reply_settings", self.reply_settings, v.REPLY_SETTINGS)
@@ -186,11 +222,13 @@ class CreateTweet(Request):
             assert isinstance(link, str)
             if not link.startswith("https://") or any(c.isspace() for c in link):
                 errors.append(FieldError("direct_message_deep_link", "must be an https:// link"))
-        attached = [n for n in ("media", "poll", "quote_tweet_id") if getattr(self, n) is not None]
+        attached = [
+            n for n in ("media", "poll", "quote_tweet_id", "card_uri") if getattr(self, n) is not None
+        ]
         if len(attached) > 1:
             errors.append(FieldError(attached[1], f"{' and '.join(attached)} cannot be used together"))
         if self.text is None and not attached:
-            errors.append(FieldError("text", "a post needs text, media, a poll or a quote"))
+            errors.append(FieldError("text", "a post needs text, media, a poll, a card or a quote"))
         v.raise_if(errors)
 
 
@@ -335,3 +373,146 @@ class CollectionResult:
     def ok(self) -> bool:
         """True when every change was applied."""
         return not self.errors
+
+
+# -- media upload (v2) --------------------------------------------------------------------------------
+
+#: What each media category is for; the category decides X's size limit and whether X processes it.
+MEDIA_CATEGORIES = frozenset(
+    {
+        "tweet_image",
+        "tweet_gif",
+        "tweet_video",
+        "dm_image",
+        "dm_gif",
+        "dm_video",
+        "subtitles",
+        "amplify_video",
+    }
+)
+
+
+def _check_media_id(errors: list[FieldError], media_id: object) -> None:
+    v.check_id(errors, "media_id", media_id)
+
+
+@attrs.frozen(kw_only=True)
+class MediaUpload(Request):
+    """``POST /2/media/upload``: a small image (or subtitles) in one request."""
+
+    media: bytes = attrs.field(repr=False)
+    media_category: str
+    media_type: str
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if not isinstance(self.media, bytes) or not self.media:
+            errors.append(FieldError("media", "must be non-empty bytes"))
+        v.check_choice(errors, "media_category", self.media_category, MEDIA_CATEGORIES)
+        v.check_plain(errors, "media_type", self.media_type, 100)
+        v.raise_if(errors)
+
+
+@attrs.frozen(kw_only=True)
+class InitializeUpload(Request):
+    """``POST /2/media/upload/initialize``: start a chunked upload of ``total_bytes``."""
+
+    media_type: str
+    total_bytes: int
+    media_category: str
+    shared: bool = False
+    additional_owners: tuple[str, ...] = attrs.field(default=(), converter=_ids)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        v.check_plain(errors, "media_type", self.media_type, 100)
+        v.check_range(errors, "total_bytes", self.total_bytes, 1, 2**40)
+        v.check_choice(errors, "media_category", self.media_category, MEDIA_CATEGORIES)
+        v.check_bool(errors, "shared", self.shared)
+        v.check_ids(errors, "additional_owners", self.additional_owners, 0, 100)
+        v.raise_if(errors)
+
+
+@attrs.frozen(kw_only=True)
+class AppendUpload(Request):
+    """``POST /2/media/upload/{id}/append``: one segment (0 to 999). X keeps one segment per index, so
+    sending the same segment again is harmless."""
+
+    media_id: str = attrs.field(converter=_id)
+    segment_index: int
+    media: bytes = attrs.field(repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        _check_media_id(errors, self.media_id)
+        v.check_range(errors, "segment_index", self.segment_index, 0, 999)
+        if not isinstance(self.media, bytes) or not self.media:
+            errors.append(FieldError("media", "must be non-empty bytes"))
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class FinalizeUpload(Request):
+    """``POST /2/media/upload/{id}/finalize``: every segment is sent; X may now process the media."""
+
+    media_id: str = attrs.field(converter=_id)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        _check_media_id(errors, self.media_id)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class UploadStatus(Request):
+    """``GET /2/media/upload?command=STATUS``: how processing goes."""
+
+    media_id: str = attrs.field(converter=_id)
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        _check_media_id(errors, self.media_id)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class MediaMetadata(Request):
+    """``POST /2/media/metadata``: alt text (1 to 1,000 characters) for uploaded media."""
+
+    media_id: str = attrs.field(converter=_id)
+    alt_text: str
+
+    def __attrs_post_init__(self) -> None:
+        errors: list[FieldError] = []
+        _check_media_id(errors, self.media_id)
+        v.check_plain(errors, "alt_text", self.alt_text, 1000)
+        v.raise_if(errors)
+
+
+@attrs.frozen
+class MediaInfo:
+    """X's answer about uploaded media: its id and key, seconds until it expires, and processing.
+
+    ``state`` is None when X does no processing, else ``pending``, ``in_progress``, ``succeeded`` or
+    ``failed`` (with ``error``); ``check_after_secs`` says when to ask again.
+    """
+
+    id: str
+    media_key: str | None = None
+    expires_after_secs: int | None = None
+    state: str | None = None
+    check_after_secs: int | None = None
+    progress_percent: int | None = None
+    error: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class UploadedMedia:
+    """Media X holds and a post may attach (``media={"media_ids": [m.id]}``) until ``expires_at``
+    (epoch seconds, this machine's clock)."""
+
+    id: str
+    media_key: str | None
+    expires_at: float
+    media_type: str
+    media_category: str

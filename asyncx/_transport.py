@@ -7,6 +7,7 @@ function instead of a server. aiohttp's exceptions become ``TransportError`` her
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import json
 import ssl as _ssl
@@ -121,6 +122,10 @@ def check_base_url(base_url: str) -> str:
     )
 
 
+#: Bodies larger than this (media segments) are handed to aiohttp as a stream, as it asks.
+_LARGE_BODY = 1024 * 1024
+
+
 class AiohttpTransport:
     """Sends requests over an aiohttp session: the caller's, or one it opens and owns.
 
@@ -178,12 +183,15 @@ class AiohttpTransport:
             return await self._send(session, request)
 
     async def _send(self, session: aiohttp.ClientSession, request: WireRequest) -> Response:
+        body: bytes | io.BytesIO | None = request.body
+        if body is not None and len(body) > _LARGE_BODY:
+            body = io.BytesIO(body)  # aiohttp writes it in pieces, yielding to the loop between them
         try:
             async with session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
-                data=request.body,
+                data=body,
                 allow_redirects=False,
                 ssl=self._ssl,
             ) as resp:

@@ -15,7 +15,19 @@ from ._store import WindowSpec
 
 __all__ = ["APP_PREFIX", "DEFAULT_LIMITS", "ENDPOINT_NAMES", "Rules", "resolve_limits"]
 
-ENDPOINT_NAMES = ("create_tweet", "bookmark", "add_collection_entry", "curate_collection", "user_tweets")
+ENDPOINT_NAMES = (
+    "create_tweet",
+    "bookmark",
+    "add_collection_entry",
+    "curate_collection",
+    "user_tweets",
+    "media_upload",
+    "media_initialize",
+    "media_append",
+    "media_finalize",
+    "media_status",
+    "media_metadata",
+)
 
 #: Keys with this prefix configure app-wide limits: ``{"app:create_tweet": RateLimit(10_000, 86_400)}``.
 APP_PREFIX = "app:"
@@ -25,6 +37,13 @@ DEFAULT_LIMITS: Mapping[str, tuple[RateLimit, ...]] = {
     "create_tweet": (RateLimit(100, 900.0),),
     "bookmark": (RateLimit(50, 900.0),),
     "user_tweets": (RateLimit(900, 900.0),),
+    # Media upload v2, per user per 15 minutes.
+    "media_upload": (RateLimit(500, 900.0),),
+    "media_initialize": (RateLimit(1875, 900.0),),
+    "media_append": (RateLimit(1875, 900.0),),
+    "media_finalize": (RateLimit(1875, 900.0),),
+    "media_status": (RateLimit(1000, 900.0),),
+    "media_metadata": (RateLimit(500, 900.0),),
     "app:create_tweet": (RateLimit(10_000, 86_400.0),),
 }
 

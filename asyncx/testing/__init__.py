@@ -10,10 +10,20 @@
 """
 
 from ._clock import ManualClock
-from ._server import DEFAULT_LIMITS, FakeUser, FakeX, Faults, LogEntry, Post, ideal_makespan
+from ._server import (
+    DEFAULT_LIMITS,
+    FakeMedia,
+    FakeUser,
+    FakeX,
+    Faults,
+    LogEntry,
+    Post,
+    ideal_makespan,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "FakeMedia",
     "FakeUser",
     "FakeX",
     "Faults",

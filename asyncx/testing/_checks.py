@@ -195,3 +195,61 @@ def check_create_tweet(body: object) -> dict[str, Any]:
     if not (text or present):
         raise Invalid("text", "Post text is empty: a post needs text, media, a poll, a card or a quote.")
     return post
+
+
+# -- media ------------------------------------------------------------------------------------------------
+
+_MIB = 1024 * 1024
+#: X's documented limits per media category, in bytes.
+MEDIA_LIMITS = {
+    "tweet_image": 5 * _MIB,
+    "dm_image": 5 * _MIB,
+    "tweet_gif": 15 * _MIB,
+    "dm_gif": 15 * _MIB,
+    "tweet_video": 8 * 1000**3,
+    "amplify_video": 8 * 1000**3,
+    "dm_video": 512 * _MIB,
+    "subtitles": 5 * _MIB,
+}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
+_VIDEO_TYPES = ("video/mp4", "video/quicktime")
+MEDIA_TYPES = {
+    "tweet_image": _IMAGE_TYPES,
+    "dm_image": _IMAGE_TYPES,
+    "tweet_gif": ("image/gif",),
+    "dm_gif": ("image/gif",),
+    "tweet_video": _VIDEO_TYPES,
+    "amplify_video": _VIDEO_TYPES,
+    "dm_video": _VIDEO_TYPES,
+    "subtitles": ("text/srt", "text/vtt"),
+}
+#: The largest appended segment X's servers take.
+MAX_SEGMENT = 8 * _MIB
+
+
+def check_media(media_type: object, category: object, size: object) -> None:
+    """Raise ``Invalid`` unless X takes media of this type, category and size."""
+    if category not in MEDIA_TYPES:
+        raise Invalid("media_category", f"$.media_category: does not have a value in {sorted(MEDIA_TYPES)}")
+    assert isinstance(category, str)
+    if media_type not in MEDIA_TYPES[category]:
+        raise Invalid("media_type", f"Unsupported media type {media_type!r} for category {category}.")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise Invalid("total_bytes", "$.total_bytes: must be a positive integer")
+    if size > MEDIA_LIMITS[category]:
+        raise Invalid(
+            "total_bytes", f"File size exceeds {MEDIA_LIMITS[category]} bytes, the limit for {category}."
+        )
+
+
+def image_type(head: bytes) -> str | None:
+    """The image type a one-shot upload's first bytes show (X reads the file, not what it is called)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None

@@ -35,7 +35,7 @@ from .._models import RateLimit
 from . import _checks, _oauth
 from ._tls import self_signed
 
-__all__ = ["DEFAULT_LIMITS", "FakeUser", "FakeX", "Faults", "LogEntry", "Post", "ideal_makespan"]
+__all__ = ["DEFAULT_LIMITS", "FakeMedia", "FakeUser", "FakeX", "Faults", "LogEntry", "Post", "ideal_makespan"]
 
 #: Per-user windows the fake enforces unless told otherwise (X's documented defaults where published).
 DEFAULT_LIMITS: Mapping[str, RateLimit] = {
@@ -52,6 +52,12 @@ DEFAULT_LIMITS: Mapping[str, RateLimit] = {
     "get_user": RateLimit(900, 900.0),
     "get_user_by_username": RateLimit(900, 900.0),
     "verify_credentials": RateLimit(75, 900.0),
+    "media_upload": RateLimit(500, 900.0),
+    "media_initialize": RateLimit(1875, 900.0),
+    "media_append": RateLimit(1875, 900.0),
+    "media_finalize": RateLimit(1875, 900.0),
+    "media_status": RateLimit(1000, 900.0),
+    "media_metadata": RateLimit(500, 900.0),
 }
 
 _PROBLEMS = "https://api.twitter.com/2/problems/"
@@ -101,6 +107,12 @@ ROUTES = (
     _Route("bookmark", "POST", "/2/users/{id}/bookmarks", _ONLY_OAUTH2),
     _Route("bookmarks", "GET", "/2/users/{id}/bookmarks", _ONLY_OAUTH2),
     _Route("delete_bookmark", "DELETE", "/2/users/{id}/bookmarks/{tweet_id}", _ONLY_OAUTH2),
+    _Route("media_upload", "POST", "/2/media/upload", _EITHER),
+    _Route("media_status", "GET", "/2/media/upload", _EITHER),
+    _Route("media_initialize", "POST", "/2/media/upload/initialize", _EITHER),
+    _Route("media_append", "POST", "/2/media/upload/{media_id}/append", _EITHER),
+    _Route("media_finalize", "POST", "/2/media/upload/{media_id}/finalize", _EITHER),
+    _Route("media_metadata", "POST", "/2/media/metadata", _EITHER),
     _Route("verify_credentials", "GET", "/1.1/account/verify_credentials.json", _ONLY_OAUTH1, v2=False),
     _Route("add_collection_entry", "POST", "/1.1/collections/entries/add.json", _ONLY_OAUTH1, v2=False),
     _Route("curate_collection", "POST", "/1.1/collections/entries/curate.json", _ONLY_OAUTH1, v2=False),
@@ -227,12 +239,45 @@ class _Users:
         return len(self._by_name)
 
 
+@attrs.define
+class FakeMedia:
+    """Media the fake holds: whose it is, what it is, how much of it came, and where processing is.
+
+    ``state`` is ``uploading`` until finalized, then ``processing`` (video and GIF) and ``succeeded`` or
+    ``failed``; one-shot images are ``succeeded`` at once. Times are on the server's clock.
+    """
+
+    owner: str
+    media_type: str
+    category: str
+    total_bytes: int
+    expires_at: float
+    state: str = "uploading"
+    segments: dict[int, int] = attrs.Factory(dict)
+    ready_at: float = 0.0
+    fails: bool = False
+    alt_text: str | None = None
+
+    def status(self, now: float) -> str:
+        if self.state == "processing" and now >= self.ready_at:
+            self.state = "failed" if self.fails else "succeeded"
+        return self.state
+
+
 class _Window:
     __slots__ = ("count", "reset")
 
     def __init__(self, reset: int) -> None:
         self.reset = reset
         self.count = 0
+
+
+def _file_bytes(field: Any) -> bytes:
+    """The bytes of a multipart part: a file part, or a plain field's text."""
+    if isinstance(field, web.FileField):
+        data: bytes = field.file.read()
+        return data
+    return field.encode() if isinstance(field, str) else b""
 
 
 def _iso(epoch: float) -> str:
@@ -275,6 +320,7 @@ class FakeX:
         collection_capacity: int = 5000,
         timestamp_tolerance: float = 300.0,
         state: str | Path | None = None,
+        media_processing: float = 2.0,
     ) -> None:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.user_daily_limit = user_daily_limit
@@ -305,8 +351,11 @@ class FakeX:
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._windows: dict[tuple[str, str], _Window] = {}
         self._ids = itertools.count(1_800_000_000_000_000_000)
-        #: Media ids posts may attach: id -> (owner's user id, expiry on the server's clock).
-        self.media: dict[str, tuple[str, float]] = {}
+        #: Media by id: uploaded, being uploaded, or registered with ``add_media``.
+        self.media: dict[str, FakeMedia] = {}
+        #: Seconds (server clock) a video or GIF takes to process after it is finalized.
+        self.media_processing = media_processing
+        self._fail_processing = 0
         self._media_ids = itertools.count(1_900_000_000_000_000_000)
         self._fail_next: list[int] = []  # statuses for the next requests, before any effect
         self._drop_next = 0
@@ -321,7 +370,7 @@ class FakeX:
     # -- life cycle ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024**2, middlewares=[_json_errors])
+        app = web.Application(client_max_size=_checks.MAX_SEGMENT + 64 * 1024, middlewares=[_json_errors])
         app.on_response_prepare.append(self._stamp_date)
         app.router.add_get("/2/openapi.json", self._openapi)
         app.router.add_post("/2/oauth2/token", self._token)
@@ -441,6 +490,7 @@ class FakeX:
             "posts": [attrs.asdict(p) for p in self.posts.values()],
             "bookmarks": {k: sorted(v) for k, v in self.bookmarks.items()},
             "collections": dict(self.collections),
+            "media": {k: attrs.asdict(m) for k, m in self.media.items()},
         }
         partial = self.state.with_name(self.state.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -473,6 +523,11 @@ class FakeX:
         for user_id, ids in data["bookmarks"].items():
             self.bookmarks[user_id].update(ids)
         self.collections.update(data["collections"])
+        for media_id, raw in data.get("media", {}).items():
+            raw["segments"] = {int(i): n for i, n in raw["segments"].items()}
+            self.media[media_id] = FakeMedia(**raw)
+        newest_media = max((int(m) for m in self.media), default=1_900_000_000_000_000_000 - 1)
+        self._media_ids = itertools.count(newest_media + 1)
         newest = max((int(p) for p in self.posts), default=1_800_000_000_000_000_000 - 1)
         self._ids = itertools.count(newest + 1)
 
@@ -533,7 +588,11 @@ class FakeX:
     async def _handle(
         self, request: web.Request, route: _Route, effect: Callable[..., Any]
     ) -> web.StreamResponse:
-        body = await request.read()
+        if request.content_type == "multipart/form-data":
+            request["form"] = await request.post()  # media segments: never part of a signature
+            body = b""
+        else:
+            body = await request.read()
         faults = self.faults
         if faults.latency or faults.jitter:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
@@ -739,16 +798,37 @@ class FakeX:
             self._texts[user_id].add(text)
         return post
 
-    def add_media(self, user: FakeUser | str, expires_in: float = 86400.0) -> str:
-        """Register an uploaded media id for a user, as if uploaded: posts may attach it until it expires."""
+    def add_media(
+        self, user: FakeUser | str, expires_in: float = 86400.0, media_type: str = "image/png"
+    ) -> str:
+        """Register a processed media id for a user, as if uploaded: posts may attach it until it expires."""
         user_id = user.user_id if isinstance(user, FakeUser) else user
         media_id = str(next(self._media_ids))
-        self.media[media_id] = (user_id, self.now() + expires_in)
+        videos = {"video/mp4": "tweet_video", "video/quicktime": "tweet_video"}
+        category = {"image/gif": "tweet_gif", **videos}.get(media_type, "tweet_image")
+        self.media[media_id] = FakeMedia(
+            user_id, media_type, category, 1, self.now() + expires_in, "succeeded"
+        )
         return media_id
 
+    def fail_processing(self, count: int = 1) -> None:
+        """The next ``count`` videos or GIFs finalized fail processing, as a corrupt file does on X."""
+        self._fail_processing += count
+
     def _usable_media(self, user_id: str, media_id: str) -> bool:
-        owner, expires = self.media.get(media_id, ("", 0.0))
-        return owner == user_id and self.now() < expires
+        media = self.media.get(media_id)
+        return (
+            media is not None
+            and media.owner == user_id
+            and self.now() < media.expires_at
+            and media.status(self.now()) == "succeeded"
+        )
+
+    def _mixes_media(self, media_ids: list[str]) -> bool:
+        """X's rule: up to 4 images, or one GIF, or one video."""
+        kinds = [self.media[m].category for m in media_ids]
+        single = [k for k in kinds if k.endswith(("_gif", "_video"))]
+        return bool(single) and len(kinds) > 1
 
     def _create_tweet(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         try:
@@ -759,6 +839,8 @@ class FakeX:
             return self._invalid(exc.message, exc.parameter, exc.value)
         text = fields.get("text")
         bad_media = [m for m in fields.get("media_ids", ()) if not self._usable_media(user_id, m)]
+        if not bad_media and self._mixes_media(fields.get("media_ids", [])):
+            bad_media = list(fields["media_ids"])
         if bad_media:
             payload = {
                 "errors": [
@@ -1031,3 +1113,145 @@ class FakeX:
             {"objects": {}, "response": {"errors": errors}},
             any(e["reason"] == "duplicate" for e in errors),
         )
+
+    # -- media upload (v2) -----------------------------------------------------------------------
+
+    def _media_json(self, media_id: str, media: FakeMedia) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": media_id,
+            "media_key": f"{'7' if media.category.endswith('video') else '3'}_{media_id}",
+            "expires_after_secs": max(0, int(media.expires_at - self.now())),
+            "size": media.total_bytes,
+        }
+        state = media.status(self.now())
+        if state in ("processing", "failed") or (state == "succeeded" and media.ready_at):
+            info: dict[str, Any] = {"state": "succeeded" if state == "succeeded" else state}
+            if state == "processing":
+                remaining = media.ready_at - self.now()
+                done = 1.0 - remaining / self.media_processing if self.media_processing else 1.0
+                info = {
+                    "state": "pending" if done < 0.25 else "in_progress",
+                    "check_after_secs": max(1, math.ceil(remaining)),
+                    "progress_percent": int(100 * max(0.0, done)),
+                }
+            elif state == "failed":
+                info["error"] = {"code": 1, "name": "InvalidMedia", "message": "Unsupported video format"}
+            item["processing_info"] = info
+        return {"data": item}
+
+    def _own_media(self, media_id: str, user_id: str) -> FakeMedia | tuple[int, Any, bool]:
+        media = self.media.get(media_id)
+        if media is None or media.owner != user_id or self.now() >= media.expires_at:
+            return self._invalid(f"The media id {media_id} is not valid.", "media_id", media_id)
+        return media
+
+    def _media_upload(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        form: Mapping[str, Any] = request.get("form") or {}
+        data = _file_bytes(form.get("media"))
+        category = form.get("media_category", "tweet_image")
+        media_type = form.get("media_type") or _checks.image_type(data)
+        if not data:
+            return self._invalid("$.media: is missing but it is required", "media")
+        if category not in ("tweet_image", "dm_image", "subtitles"):
+            return self._invalid(
+                f"{category} media must be uploaded with initialize, append and finalize.", "media_category"
+            )
+        try:
+            _checks.check_media(media_type, category, len(data))
+        except _checks.Invalid as exc:
+            return self._invalid(exc.message, exc.parameter)
+        media_id = str(next(self._media_ids))
+        media = FakeMedia(user_id, str(media_type), category, len(data), self.now() + 86400.0, "succeeded")
+        self.media[media_id] = media
+        return 200, self._media_json(media_id, media), False
+
+    def _media_initialize(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise _checks.Invalid("body", "$: object expected")
+            _checks.check_media(data.get("media_type"), data.get("media_category"), data.get("total_bytes"))
+        except ValueError:
+            return self._invalid("Your request body is not valid JSON.")
+        except _checks.Invalid as exc:
+            return self._invalid(exc.message, exc.parameter)
+        media_id = str(next(self._media_ids))
+        media = FakeMedia(
+            user_id, data["media_type"], data["media_category"], data["total_bytes"], self.now() + 86400.0
+        )
+        self.media[media_id] = media
+        return 200, self._media_json(media_id, media), False
+
+    def _media_append(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        media_id = request.match_info["media_id"]
+        media = self._own_media(media_id, user_id)
+        if isinstance(media, tuple):
+            return media
+        if media.state != "uploading":
+            return self._invalid("The media has been finalized.", "media_id", media_id)
+        form: Mapping[str, Any] = request.get("form") or {}
+        index = form.get("segment_index", "")
+        if not isinstance(index, str) or not index.isdigit() or not 0 <= int(index) <= 999:
+            return self._invalid("$.segment_index: must be an integer from 0 to 999", "segment_index")
+        size = len(_file_bytes(form.get("media")))
+        if size == 0:
+            return self._invalid("$.media: is missing but it is required", "media")
+        if size > _checks.MAX_SEGMENT:
+            payload = {
+                "title": "Payload Too Large",
+                "detail": "Payload Too Large",
+                "type": "about:blank",
+                "status": 413,
+            }
+            return 413, payload, False
+        media.segments[int(index)] = size  # the same index again replaces it: appends are idempotent
+        return 200, {"data": {"expires_at": int(media.expires_at)}}, False
+
+    def _media_finalize(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        media_id = request.match_info["media_id"]
+        media = self._own_media(media_id, user_id)
+        if isinstance(media, tuple):
+            return media
+        if media.state == "uploading":
+            indexes = sorted(media.segments)
+            if indexes != list(range(len(indexes))) or sum(media.segments.values()) != media.total_bytes:
+                return self._invalid(
+                    "Segments do not add up to provided total file size.", "media_id", media_id
+                )
+            if media.category.endswith(("_video", "_gif")):
+                media.state, media.ready_at = "processing", self.now() + self.media_processing
+                if self._fail_processing:
+                    self._fail_processing -= 1
+                    media.fails = True
+            else:
+                media.state = "succeeded"
+        return 200, self._media_json(media_id, media), False
+
+    def _media_status(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        if request.query.get("command") != "STATUS":
+            return self._invalid("$.command: must be STATUS", "command")
+        media = self._own_media(request.query.get("media_id", ""), user_id)
+        if isinstance(media, tuple):
+            return media
+        return 200, self._media_json(request.query["media_id"], media), False
+
+    def _media_metadata(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
+        try:
+            data = json.loads(body)
+            media_id = _checks.check_id("id", data.get("id") if isinstance(data, dict) else None)
+            text = data.get("metadata", {}).get("alt_text", {}).get("text")
+        except ValueError:
+            return self._invalid("Your request body is not valid JSON.")
+        except _checks.Invalid as exc:
+            return self._invalid(exc.message, exc.parameter, exc.value)
+        except AttributeError:
+            return self._invalid("$.metadata.alt_text.text: is missing but it is required", "metadata")
+        if not isinstance(text, str) or not 1 <= len(text) <= 1000:
+            return self._invalid(
+                "$.metadata.alt_text.text: must be 1 to 1000 characters", "metadata.alt_text.text"
+            )
+        media = self._own_media(media_id, user_id)
+        if isinstance(media, tuple):
+            return media
+        media.alt_text = text
+        return 200, {"data": {"id": media_id, "associated_metadata": True, "alt_text": {"text": text}}}, False
