@@ -183,9 +183,11 @@ class AiohttpTransport:
             return await self._send(session, request)
 
     async def _send(self, session: aiohttp.ClientSession, request: WireRequest) -> Response:
-        body: bytes | io.BytesIO | None = request.body
-        if body is not None and len(body) > _LARGE_BODY:
-            body = io.BytesIO(body)  # aiohttp writes it in pieces, yielding to the loop between them
+        raw = request.body
+        # A large body (a media segment) goes as a stream: aiohttp writes it in pieces, yielding between.
+        body: bytes | io.BytesIO | None = (
+            io.BytesIO(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
+        )
         try:
             async with session.request(
                 request.method,
