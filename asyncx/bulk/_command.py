@@ -214,7 +214,7 @@ def _identities(jobs: Path, creds: Credentials) -> Iterator[tuple[int, str, str,
     """For a journal keyed by line number: each line's old digest, new key and new digest."""
     keys = LineKeys()
     for number, text in read_lines(jobs):
-        parsed = parse_line(number, text, creds, keys)
+        parsed = parse_line(number, text, creds, keys, jobs.parent)
         if not isinstance(parsed, LineProblem):
             yield number, old_digest(text), parsed.key, parsed.digest
 
@@ -289,7 +289,7 @@ async def _dry_run(args: argparse.Namespace, creds: Credentials, console: Consol
     keys = LineKeys()
     try:
         for number, text in read_lines(args.jobs):
-            parsed = parse_line(number, text, creds, keys)
+            parsed = parse_line(number, text, creds, keys, args.jobs.parent)
             if isinstance(parsed, LineProblem):
                 problems += 1
                 console.print(f"line {parsed.line}: {parsed.message}", markup=False, highlight=False)
@@ -396,7 +396,7 @@ async def _run(
         for number, text in read_lines(args.jobs):
             if stopped:
                 return  # stopping: no new lines
-            parsed = parse_line(number, text, creds, keys)
+            parsed = parse_line(number, text, creds, keys, args.jobs.parent)
             if isinstance(parsed, LineProblem):
                 report.problem(parsed)
                 progress.advance(task)
@@ -444,6 +444,9 @@ async def _run(
             ticker.cancel()
         _status(progress, task, client, report, remaining, start)
     summary = _summary(report, total, start)
+    uploads = _uploads(client)
+    if uploads["uploads"] or uploads["segments"]:
+        summary["uploads"] = uploads
     if refused:
         summary["credentials_refused"] = refused
     if stopped.signum is not None:
@@ -516,6 +519,13 @@ def _on_signals(client: Client, console: Console) -> _Stop:
     return stopped
 
 
+def _uploads(client: Client) -> dict[str, int]:
+    """Media this run uploaded: whole uploads (one request, or finalized) and segments sent."""
+    stats = client.rate_stats
+    done = stats(endpoint="media_upload").sent + stats(endpoint="media_finalize").sent
+    return {"uploads": done, "segments": stats(endpoint="media_append").sent}
+
+
 def _summary(report: _Report, total: int, start: float) -> dict[str, Any]:
     elapsed = time.monotonic() - start
     return {**report.counts, "lines": total, "seconds": round(elapsed, 3), "errors": report.errors}
@@ -557,6 +567,9 @@ def _status(
         f"[green]{counts['done']} done[/] [red]{failed} not done[/] "
         f"[yellow]{client.scheduler.waiting} waiting for budget[/] {done / elapsed:.1f}/s"
     )
+    uploads = _uploads(client)
+    if uploads["segments"] or uploads["uploads"]:
+        status += f" [cyan]{uploads['uploads']} uploads ({uploads['segments']} segments)[/]"
     if eta:
         progress.update(task, status=status, eta=_eta(client, remaining))
     else:
@@ -569,7 +582,13 @@ def _eta(client: Client, remaining: dict[str, int]) -> str:
     latest = None
     for user_key, count in remaining.items():
         if count > 0:
-            for endpoint in ("create_tweet", "bookmark", "add_collection_entry"):
+            for endpoint in (
+                "create_tweet",
+                "bookmark",
+                "add_collection_entry",
+                "media_upload",
+                "media_initialize",
+            ):
                 at = client.scheduler.eta(user_key, endpoint, count)
                 if at is not None and (latest is None or at > latest):
                     latest = at

@@ -5,6 +5,7 @@ A job line is one action::
 
     {"user": "alice", "text": "hello", ...any create_tweet field, "then": {"bookmark_as": "bob",
      "collection": "custom-1"}}
+    {"user": "alice", "text": "look", "media": [{"path": "cat.jpg", "alt_text": "a cat"}]}
     {"action": "bookmark", "user": "bob", "tweet_id": "1460323737035677698"}
     {"action": "collection_add", "user": "alice", "collection": "custom-1", "tweet_id": "..."}
     {"action": "collection_curate", "user": "alice", "collection": "custom-1", "changes": [...]}
@@ -24,8 +25,9 @@ import attrs
 
 from .._auth import BearerUser, OAuth1User, User
 from .._errors import FieldError, ValidationError
+from .._media import category_for, check_media, sniff
 from .._models import AddCollectionEntry, Bookmark, CreateTweet, CurateCollection, Request
-from ._runner import Item, Then
+from ._runner import Item, MediaFile, Then
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,11 +204,12 @@ def old_digest(text: str) -> str:
 
 
 def parse_line(
-    number: int, text: str, creds: Credentials, keys: LineKeys | None = None
+    number: int, text: str, creds: Credentials, keys: LineKeys | None = None, base: Path | None = None
 ) -> Item | LineProblem:
     """The ``Item`` for one job line, or what is wrong with it. It never raises: any line, however
     broken, becomes a ``LineProblem`` with its line number and a reason. ``keys`` gives the line its
-    journal key; use one ``LineKeys`` for a whole pass over the file."""
+    journal key; use one ``LineKeys`` for a whole pass over the file. Media paths are relative to
+    ``base`` (the jobs file's folder)."""
     bad = _undecodable(text)
     if bad is not None:
         return LineProblem(number, bad)
@@ -230,7 +233,12 @@ def parse_line(
     user = _pick(creds, name, need, number)
     if isinstance(user, LineProblem):
         return user
+    uploads: tuple[MediaFile, ...] = ()
     try:
+        if action == "post" and isinstance(data.get("media"), list):
+            uploads = _media_files(data.pop("media"), base or Path.cwd())
+            # Checked with stand-in ids now; the uploaded media's ids replace them before it is sent.
+            data["media"] = {"media_ids": ["1"] * len(uploads)}
         request = _request(action, data)
         then = _then(then_spec, creds, number) if then_spec is not None else None
     except ValidationError as exc:
@@ -240,7 +248,43 @@ def parse_line(
     key = (keys or LineKeys()).key(number, explicit, digest)
     if isinstance(key, LineProblem):
         return key
-    return Item(key, request, user, then, digest.hex())
+    return Item(key, request, user, then, digest.hex(), uploads)
+
+
+def _media_files(spec: list[Any], base: Path) -> tuple[MediaFile, ...]:
+    """The files of a line's ``media`` list, each checked as X would: it exists, and its type, size and
+    count fit a post (up to 4 images, or one GIF, or one video)."""
+    if not 1 <= len(spec) <= 4:
+        raise ValidationError(f"must list 1 to 4 files, got {len(spec)}", field="media")
+    files, categories = [], []
+    for i, entry in enumerate(spec):
+        field = f"media[{i}]"
+        if not isinstance(entry, dict) or not set(entry) <= {"path", "alt_text"} or "path" not in entry:
+            raise ValidationError('must be {"path": ..., "alt_text": ...}', field=field)
+        path, alt = entry["path"], entry.get("alt_text")
+        if not isinstance(path, str) or not path or _undecodable(path):
+            raise ValidationError("path must be a file name", field=f"{field}.path")
+        if alt is not None and (not isinstance(alt, str) or not 1 <= len(alt) <= 1000):
+            raise ValidationError("must be 1 to 1,000 characters", field=f"{field}.alt_text")
+        full = base / path
+        try:
+            with full.open("rb") as f:
+                head, size = f.read(64), os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise ValidationError(f"cannot read {path!r}: {exc.strerror}", field=f"{field}.path") from None
+        kind = sniff(head)
+        if kind is None:
+            raise ValidationError(f"{path!r} is not an image, GIF or video X takes", field=f"{field}.path")
+        category = category_for(kind)
+        try:
+            check_media(kind, category, size)
+        except ValidationError as exc:
+            raise ValidationError(f"{path!r}: {exc}", field=f"{field}.path") from None
+        files.append(MediaFile(str(full), alt))
+        categories.append(category)
+    if len(categories) > 1 and any(c != "tweet_image" for c in categories):
+        raise ValidationError("a post takes up to 4 images, or one GIF, or one video", field="media")
+    return tuple(files)
 
 
 def _request(action: str, data: dict[str, Any]) -> Request:

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     access_token TEXT NOT NULL,
     refresh_token TEXT
 );
+CREATE TABLE IF NOT EXISTS uploads (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
 """
 
 
@@ -181,6 +185,17 @@ class Journal:
             )
         finally:
             self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def save_upload(self, key: str, state: dict[str, Any]) -> None:
+        """Keep how far a media upload got (an ``UploadSession``, or the finished media), so a rerun
+        resends no segment X holds and uploads nothing again while X keeps it."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO uploads (key, state) VALUES (?, ?)", (key, json.dumps(state))
+        )
+
+    def upload(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT state FROM uploads WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def tokens(self, user_id: str) -> tuple[str, str | None] | None:
         row = self._db.execute(

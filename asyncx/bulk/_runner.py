@@ -26,14 +26,16 @@ from .._errors import (
     DuplicateContent,
     Forbidden,
     MalformedResponse,
+    MediaProcessingFailed,
     Unauthorized,
     ValidationError,
     XError,
 )
-from .._models import AddCollectionEntry, Bookmark, CollectionResult, Request, Tweet
+from .._models import AddCollectionEntry, Bookmark, CollectionResult, CreateTweet, Media, Request, Tweet
+from .._upload import UploadSession
 from ._journal import FINAL, Journal
 
-__all__ = ["Item", "Outcome", "Then", "run"]
+__all__ = ["Item", "MediaFile", "Outcome", "Then", "run"]
 
 
 @attrs.frozen
@@ -44,6 +46,14 @@ class Then:
     collection: str | None = None
     #: Who adds it to the collection (an OAuth 1.0a user); by default the poster, if it is one.
     collection_as: OAuth1User | None = None
+
+
+@attrs.frozen
+class MediaFile:
+    """A file to upload and attach to an item's post, with its alt text."""
+
+    path: str
+    alt_text: str | None = None
 
 
 def _digest(request: Request, user: User) -> str:
@@ -60,6 +70,8 @@ class Item:
     user: User
     then: Then | None = None
     digest: str = attrs.field(default="")
+    #: Files uploaded before the post is sent; their media ids replace the request's ``media``.
+    uploads: tuple[MediaFile, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if not self.digest:
@@ -245,8 +257,64 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
     return _outcome(key, action, state, count, result, resumed=False, user=user.key)
 
 
+#: A finished upload is used again only while X keeps it this much longer: the post must still find it.
+_MEDIA_MARGIN = 600.0
+
+
+async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
+    """The item's post with its files uploaded (or what stopped them). Each upload's progress is in the
+    journal, so a rerun resends no segment X holds, and uploads nothing again X still keeps."""
+    journal = job.journal
+    if journal is not None:
+        record = journal.get(item.key, item.digest)
+        if record is not None and job.final(record.state):
+            return item.request  # the post is done: its media are not needed again
+    client, ids = job.client, []
+    for index, media in enumerate(item.uploads):
+        key = f"{item.key}:media:{index}"
+        saved = journal.upload(key) if journal is not None else None
+        if (
+            saved is not None
+            and saved.get("done")
+            and saved["expires_at"] > client.scheduler.now() + _MEDIA_MARGIN
+        ):
+            ids.append(saved["media_id"])
+            continue
+        resume = UploadSession(**saved["session"]) if saved is not None and "session" in saved else None
+
+        def progress(session: UploadSession, key: str = key) -> None:
+            if journal is not None:
+                journal.save_upload(key, {"session": attrs.asdict(session)})
+
+        try:
+            uploaded = await client.upload_media(
+                media.path, user=item.user, alt_text=media.alt_text, progress=progress, resume=resume
+            )
+        except XError as exc:
+            # Nothing is journaled for the post: a rerun tries the upload again (resuming it), and a file
+            # X will not take is refused again before a byte is sent.
+            refused = isinstance(exc, MediaProcessingFailed) or _refused_for_content(exc)
+            result = {"error": f"uploading {media.path}: {exc}", "error_type": type(exc).__name__}
+            return _outcome(
+                item.key, "create_tweet", "failed" if refused else "retry", 0, result, False, item.user.key
+            )
+        if journal is not None:
+            journal.save_upload(
+                key, {"done": True, "media_id": uploaded.id, "expires_at": uploaded.expires_at}
+            )
+        ids.append(uploaded.id)
+    assert isinstance(item.request, CreateTweet)
+    return attrs.evolve(item.request, media=Media(media_ids=tuple(ids)))
+
+
 async def _process(job: _Job, item: Item) -> Outcome:
-    outcome = await _step(job, item.key, item.digest, item.request, item.user)
+    request = item.request
+    if item.uploads:
+        ready = await _uploaded(job, item)
+        if isinstance(ready, Outcome):
+            return ready
+        request = ready
+    outcome = await _step(job, item.key, item.digest, request, item.user)
     then = item.then
     if then is None or outcome.status != "done":
         return outcome

@@ -357,7 +357,8 @@ class FakeX:
         self.media_processing = media_processing
         self._fail_processing = 0
         self._media_ids = itertools.count(1_900_000_000_000_000_000)
-        self._fail_next: list[int] = []  # statuses for the next requests, before any effect
+        #: [endpoint or None, requests to let through first, status]: the next requests that fail
+        self._fail_next: list[list[Any]] = []
         self._drop_next = 0
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -569,9 +570,12 @@ class FakeX:
         }
         return web.json_response(payload)
 
-    def fail_next(self, count: int = 1, status: int = 503) -> None:
-        """Answer the next ``count`` API requests with ``status`` before any effect (deterministic faults)."""
-        self._fail_next.extend([status] * count)
+    def fail_next(
+        self, count: int = 1, status: int = 503, *, endpoint: str | None = None, after: int = 0
+    ) -> None:
+        """Answer the next ``count`` API requests (to ``endpoint`` only, if given, and after letting
+        ``after`` of them through) with ``status``, before any effect: deterministic faults."""
+        self._fail_next.extend([endpoint, after if i == 0 else 0, status] for i in range(count))
 
     def drop_next(self, count: int = 1) -> None:
         """Apply the next ``count`` successful API requests, then drop their connections unanswered."""
@@ -598,7 +602,15 @@ class FakeX:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
         arrived = self.now()
         endpoint, v2 = route.name, route.v2
-        fail = self._fail_next.pop(0) if self._fail_next else None
+        fail = None
+        for rule in self._fail_next:
+            if rule[0] is None or rule[0] == endpoint:
+                if rule[1] > 0:
+                    rule[1] -= 1
+                else:
+                    fail = rule[2]
+                    self._fail_next.remove(rule)
+                break
         if fail is None and faults.error_rate and self._rng.random() < faults.error_rate:
             fail = faults.error_status
         if fail is not None:

@@ -1,0 +1,135 @@
+"""Bulk jobs with media: lines name files (relative to the jobs file); ``asyncx post`` uploads them, then
+posts. A rerun resumes an upload where it stopped, never uploads again what X still holds, and uploads
+again what has expired. ``--dry-run`` checks every file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import asyncx
+from asyncx.bulk import run
+from asyncx.bulk._jobs import Credentials, UserCredentials, parse_line
+from asyncx.testing import FakeX, ManualClock
+from tests.test_bulk import _cli, _credentials, _jobs
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 2000
+MP4 = b"\0\0\0\x18ftypmp42" + b"\x01" * 5_000_000
+
+
+def _files(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    for i in range(4):
+        (tmp_path / "media" / f"{i}.png").write_bytes(PNG + bytes([i]))
+    (tmp_path / "media" / "clip.mp4").write_bytes(MP4)
+
+
+async def test_a_job_uploads_images_and_a_video_then_posts_them(tmp_path: Path) -> None:
+    _files(tmp_path)
+    async with FakeX(media_processing=0.0) as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        images = [{"path": f"media/{i}.png", "alt_text": f"image {i}"} for i in range(4)]
+        jobs = _jobs(
+            tmp_path,
+            [
+                {"user": "ann", "text": "four images", "media": images},
+                {"user": "ann", "media": [{"path": "media/clip.mp4"}]},
+            ],
+        )
+        report = tmp_path / "r.json"
+        code, _, err = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--report", report
+        )
+        assert code == 0, err
+        posts = sorted(fake.posts.values(), key=lambda p: len(p.media_ids))
+        assert [len(p.media_ids) for p in posts] == [1, 4]
+        assert [fake.media[m].alt_text for m in posts[1].media_ids] == [f"image {i}" for i in range(4)]
+        assert fake.media[posts[0].media_ids[0]].category == "tweet_video"
+        summary = json.loads(report.read_text())["summary"]
+        assert summary["done"] == 2 and summary["uploads"] == {"uploads": 5, "segments": 3}
+        code, _, _ = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0 and len(fake.media) == 5  # done lines upload nothing again
+
+
+async def test_a_stopped_upload_resumes_and_finished_media_is_not_uploaded_again(tmp_path: Path) -> None:
+    _files(tmp_path)
+    async with FakeX(media_processing=0.0) as fake:
+        ann = fake.users.create("ann")
+        creds = Credentials(users={"ann": UserCredentials(bearer=ann.bearer)})
+        clip = {"user": "ann", "text": "a clip", "media": [{"path": "media/clip.mp4"}]}
+        image = {"user": "ann", "text": "an image", "media": [{"path": "media/0.png"}]}
+        items = [parse_line(n, json.dumps(line), creds, base=tmp_path) for n, line in ((1, clip), (2, image))]
+        journal = tmp_path / "j.sqlite"
+        # X takes the first segment, then fails; the image uploads, then its post fails.
+        fake.fail_next(1, 503, endpoint="media_append", after=1)
+        fake.fail_next(1, 503, endpoint="create_tweet")
+        async with fake.client(retry=None) as client:
+            first = [o async for o in run(client, items, journal=journal, concurrency=1)]  # type: ignore[arg-type]
+        assert [(o.status, o.retryable) for o in first] == [("failed", True), ("failed", True)]
+        async with fake.client(retry=None) as client:
+            again = [o async for o in run(client, items, journal=journal, concurrency=1)]  # type: ignore[arg-type]
+        assert [o.status for o in again] == ["done", "done"]
+        sent = [e.endpoint for e in fake.log if e.status < 300]
+        assert sent.count("media_initialize") == 1 and sent.count("media_append") == 3  # none sent twice
+        assert sent.count("media_upload") == 1  # the image X still held was attached, not uploaded again
+        assert {len(p.media_ids) for p in fake.posts.values()} == {1}
+
+
+async def test_finished_media_is_uploaded_again_once_it_has_expired(tmp_path: Path) -> None:
+    _files(tmp_path)
+    clock = ManualClock()
+
+    async def jump(seconds: float) -> None:
+        await clock.advance(seconds)
+
+    async with FakeX(clock=clock.time, media_processing=0.0) as fake:
+        ann = fake.users.create("ann")
+        creds = Credentials(users={"ann": UserCredentials(bearer=ann.bearer)})
+        line = {"user": "ann", "text": "an image", "media": [{"path": "media/0.png"}]}
+        items = [parse_line(1, json.dumps(line), creds, base=tmp_path)]
+        journal = tmp_path / "j.sqlite"
+        fake.fail_next(1, 503, endpoint="create_tweet")
+        async with fake.client(retry=None, clock=clock.time, sleep=jump) as client:
+            assert [o.status async for o in run(client, items, journal=journal)] == ["failed"]  # type: ignore[arg-type]
+            await clock.advance(86_400)  # what X held has expired
+            assert [o.status async for o in run(client, items, journal=journal)] == ["done"]  # type: ignore[arg-type]
+        uploads = [e.endpoint for e in fake.log if e.status < 300].count("media_upload")
+        assert uploads == 2
+        [post] = fake.posts.values()
+        assert fake.now() < fake.media[post.media_ids[0]].expires_at
+
+
+@pytest.mark.parametrize(
+    ("media", "problem"),
+    [
+        ([{"path": "media/missing.png"}], "cannot read"),
+        ([{"path": "jobs.jsonl"}], "not an image, GIF or video"),
+        ([{"path": "media/clip.mp4"}, {"path": "media/0.png"}], "one GIF, or one video"),
+        ([{"path": f"media/{i % 4}.png"} for i in range(5)], "1 to 4 files"),
+        ([{"path": "media/0.png", "alt_text": "x" * 1001}], "1,000 characters"),
+        ([{"path": "media/big.png"}], "more than X takes"),
+    ],
+)
+async def test_dry_run_checks_every_file(tmp_path: Path, media: list[object], problem: str) -> None:
+    _files(tmp_path)
+    (tmp_path / "media" / "big.png").write_bytes(PNG + b"\0" * (5 * 1024 * 1024))
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        jobs = _jobs(
+            tmp_path, [{"user": "ann", "text": "x", "media": media}, {"user": "ann", "text": "fine"}]
+        )
+        code, out, err = await _cli(
+            "post", jobs, "--credentials", creds, "--base-url", fake.base_url, "--dry-run"
+        )
+        err = " ".join(err.split())  # the console wraps long lines
+        assert code == 1
+        assert "line 1:" in err and problem in err and "1 valid line(s), 1 problem(s)" in out
+        assert fake.log == [] or all(e.endpoint not in ("media_upload", "create_tweet") for e in fake.log)
+
+
+def test_asyncx_exports_what_a_job_needs() -> None:
+    assert asyncx.UploadSession and asyncx.UploadedMedia
