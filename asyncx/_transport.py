@@ -7,7 +7,6 @@ function instead of a server. aiohttp's exceptions become ``TransportError`` her
 from __future__ import annotations
 
 import asyncio
-import io
 import ipaddress
 import json
 import ssl as _ssl
@@ -122,8 +121,24 @@ def check_base_url(base_url: str) -> str:
     )
 
 
-#: Bodies larger than this (media segments) are handed to aiohttp as a stream, as it asks.
+#: Bodies larger than this (media segments) go as a ``_LargeBody``.
 _LARGE_BODY = 1024 * 1024
+
+
+class _LargeBody(aiohttp.payload.Payload):
+    """A body of bytes larger than aiohttp likes to be given as bytes (it warns, and a ``BytesIO`` makes it
+    copy the body out again in 64 KiB pieces). The transport buffers a write of any size, so one write
+    of the whole body costs least."""
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__(value)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await writer.write(self._value)
 
 
 class AiohttpTransport:
@@ -184,9 +199,9 @@ class AiohttpTransport:
 
     async def _send(self, session: aiohttp.ClientSession, request: WireRequest) -> Response:
         raw = request.body
-        # A large body (a media segment) goes as a stream: aiohttp writes it in pieces, yielding between.
-        body: bytes | io.BytesIO | None = (
-            io.BytesIO(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
+        # A media segment: one write of the whole body (see _LargeBody).
+        body: bytes | _LargeBody | None = (
+            _LargeBody(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
         )
         try:
             async with session.request(

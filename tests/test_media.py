@@ -195,3 +195,48 @@ async def test_fakex_refuses_what_x_refuses_on_the_wire() -> None:
                 await client.send(asyncx._models.FinalizeUpload(started.id), user=alice.bearer)
             with pytest.raises(asyncx.APIError):  # another user's upload
                 await client.send(asyncx._models.FinalizeUpload(started.id), user=bob.bearer)
+
+
+async def test_a_failed_segment_is_retried_on_its_own(tmp_path: Path) -> None:
+    async with FakeX(media_processing=0.0) as fake:
+        alice = fake.users.create()
+        fake.fail_next(2, 503, endpoint="media_append", after=1)
+        fast = asyncx.RetryPolicy(wait=lambda _: 0.0)
+        async with fake.client(retry=fast) as client:
+            await client.upload_media(_video(tmp_path), user=alice.bearer)
+        appends = [e.status for e in fake.log if e.endpoint == "media_append"]
+        assert appends == [200, 503, 503, 200, 200]  # segment 1 three times, the others once
+
+
+async def test_the_current_post_fields_go_on_the_wire_and_answers_with_new_fields_parse() -> None:
+    async with FakeX() as fake:
+        alice = fake.users.create()
+        async with fake.client() as client:
+            await client.create_tweet(
+                text="with the 2026 fields",
+                community_id="1234",
+                made_with_ai=True,
+                nullcast=True,
+                paid_partnership=True,
+                share_with_followers=True,
+                reply_settings="verified",
+                user=alice.bearer,
+            )
+            with pytest.raises(asyncx.ValidationError) as both:
+                await client.create_tweet(
+                    card_uri="card://1", poll={"options": ["a", "b"], "duration_minutes": 5}
+                )
+            assert both.value.field == "card_uri"  # the second of the two named
+            with pytest.raises(asyncx.ValidationError) as edit:
+                await client.create_tweet(
+                    text="x", edit_options={"previous_post_id": "abc"}, user=alice.bearer
+                )
+            assert edit.value.field == "edit_options.previous_post_id"
+    wire = asyncx.CreateTweet(text="t", edit_options={"previous_post_id": "9"}, made_with_ai=True)
+    from asyncx._convert import unstructure
+
+    assert unstructure(wire) == {"text": "t", "edit_options": {"previous_post_id": "9"}, "made_with_ai": True}
+    from asyncx._endpoints import _tweet
+
+    answer = {"data": {"id": "5", "text": "t", "edit_history_tweet_ids": ["5"], "a_field_of_2027": {"x": 1}}}
+    assert _tweet(answer).id == "5"

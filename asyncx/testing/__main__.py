@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--media-processing", type=float, default=2.0, help="seconds a video or GIF takes to process"
+    )
+    p.add_argument(
         "--http", action="store_true", help="serve plain HTTP instead of HTTPS (loopback use only)"
     )
     p.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)  # HTTPS is the default now
@@ -80,6 +83,7 @@ def _fake(args: argparse.Namespace) -> FakeX:
         host=args.host,
         port=args.port,
         state=args.state,
+        media_processing=args.media_processing,
     )
 
 

@@ -355,6 +355,8 @@ class FakeX:
         self.media: dict[str, FakeMedia] = {}
         #: Seconds (server clock) a video or GIF takes to process after it is finalized.
         self.media_processing = media_processing
+        #: Bytes of media received (one-shot uploads and appended segments), resent ones included.
+        self.media_bytes = 0
         self._fail_processing = 0
         self._media_ids = itertools.count(1_900_000_000_000_000_000)
         #: [endpoint or None, requests to let through first, status]: the next requests that fail
@@ -1160,6 +1162,7 @@ class FakeX:
     def _media_upload(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
         form: Mapping[str, Any] = request.get("form") or {}
         data = _file_bytes(form.get("media"))
+        self.media_bytes += len(data)
         category = form.get("media_category", "tweet_image")
         media_type = form.get("media_type") or _checks.image_type(data)
         if not data:
@@ -1206,6 +1209,7 @@ class FakeX:
         if not isinstance(index, str) or not index.isdigit() or not 0 <= int(index) <= 999:
             return self._invalid("$.segment_index: must be an integer from 0 to 999", "segment_index")
         size = len(_file_bytes(form.get("media")))
+        self.media_bytes += size
         if size == 0:
             return self._invalid("$.media: is missing but it is required", "media")
         if size > _checks.MAX_SEGMENT:
