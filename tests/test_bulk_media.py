@@ -133,3 +133,41 @@ async def test_dry_run_checks_every_file(tmp_path: Path, media: list[object], pr
 
 def test_asyncx_exports_what_a_job_needs() -> None:
     assert asyncx.UploadSession and asyncx.UploadedMedia
+
+
+async def test_a_job_killed_mid_upload_resumes_it_on_the_rerun(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+    import sys
+
+    from asyncx.testing import Faults
+
+    _files(tmp_path)
+    async with FakeX(media_processing=0.0, faults=Faults(latency=0.3)) as fake:
+        users = {"ann": fake.users.create("ann")}
+        creds = _credentials(tmp_path, fake, users)
+        jobs = _jobs(tmp_path, [{"user": "ann", "text": "a clip", "media": [{"path": "media/clip.mp4"}]}])
+        command = [
+            "-m",
+            "asyncx",
+            "post",
+            str(jobs),
+            "--credentials",
+            str(creds),
+            "--base-url",
+            fake.base_url,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        while not any(e.endpoint == "media_append" for e in fake.log):
+            await asyncio.sleep(0.01)  # polling the fake's log: the child is another process
+        proc.send_signal(signal.SIGKILL)  # mid-upload: the second segment is on its way
+        await proc.wait()
+        code, _, err = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 0, err
+        appends = [e for e in fake.log if e.endpoint == "media_append"]
+        assert [e.endpoint for e in fake.log].count("media_initialize") == 1
+        assert len(appends) <= 4  # 3 segments; at most the one on the wire at the kill goes twice
+        [post] = fake.posts.values()
+        assert fake.media[post.media_ids[0]].state == "succeeded"
