@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +114,23 @@ class Outcome:
         return {k: v for k, v in data.items() if v is not None and v is not False and v != []}
 
 
-async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
+def _taker(items: Iterable[Item] | AsyncIterable[Item]) -> Callable[[], Awaitable[Item | None]]:
+    """A function the workers share to take the next item (None when there are no more)."""
     if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
+        source = aiter(items)
+        lock = asyncio.Lock()  # one reader at a time: an async iterator is not safe to share
+
+        async def take_async() -> Item | None:
+            async with lock:
+                return await anext(source, None)
+
+        return take_async
+    plain = iter(items)
+
+    async def take() -> Item | None:
+        return next(plain, None)
+
+    return take
 
 
 def _outcome(
@@ -376,27 +386,21 @@ async def run(
     store = Journal(journal) if isinstance(journal, (str, Path)) else journal
     job = _Job(client, store, retry_failed, resend_unknown, refused_after)
     results: asyncio.Queue[Outcome | BaseException | None] = asyncio.Queue(maxsize=concurrency)
-    room = asyncio.Semaphore(concurrency)
-    running: set[asyncio.Task[None]] = set()
+    take = _taker(items)
 
-    async def work(item: Item) -> None:
-        try:
-            outcome: Outcome | BaseException = await _process(job, item)
-        except Exception as exc:  # not an XError: a bug or misuse; hand it to the caller
-            outcome = exc
-        finally:
-            room.release()
-        await results.put(outcome)
+    # A fixed set of workers, each taking the next item when it is free: no task per item, and never
+    # more than ``concurrency`` items read ahead.
+    async def worker() -> None:
+        while (item := await take()) is not None:
+            try:
+                outcome: Outcome | BaseException = await _process(job, item)
+            except Exception as exc:  # not an XError: a bug or misuse; hand it to the caller
+                outcome = exc
+            await results.put(outcome)
 
     async def feed() -> None:
         try:
-            async for item in _aiter(items):
-                await room.acquire()
-                task = asyncio.get_running_loop().create_task(work(item))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            while running:
-                await asyncio.gather(*list(running))
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
         except BaseException as exc:
             await results.put(exc)
             raise
@@ -411,8 +415,6 @@ async def run(
             yield outcome
     finally:
         feeder.cancel()
-        for task in list(running):
-            task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await feeder
         if owned and store is not None:
