@@ -1,26 +1,22 @@
-"""The one cattrs converter: request classes to wire bodies, response JSON to result models."""
+"""The one cattrs converter: request classes to wire bodies, response JSON to result models.
+
+It is built (and cattrs imported) on first use, not with ``import asyncx``: a process that never sends
+never pays for it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
-import cattrs
-from cattrs.gen import make_dict_unstructure_fn
+import functools
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._models import CollectionChange, CreateTweet, CurateCollection, EditOptions, Geo, Media, Poll, Reply
 
-__all__ = ["converter", "structure", "unstructure"]
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["converter", "invalid_structure", "structure", "unstructure"]
 
 T = TypeVar("T")
-
-#: Leaves out fields at their defaults, so a body carries only what the caller set.
-converter = cattrs.Converter()
-
-# Parts first: a class's generated hook captures the hooks of its fields when it is made.
-for _cls in (Reply, Media, Poll, Geo, EditOptions, CollectionChange, CreateTweet, CurateCollection):
-    converter.register_unstructure_hook(
-        _cls, make_dict_unstructure_fn(_cls, converter, _cattrs_omit_if_default=True)
-    )
 
 
 def _strict_str(value: Any, _: type) -> str:
@@ -30,14 +26,33 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
-converter.register_structure_hook(str, _strict_str)
+@functools.cache
+def converter() -> cattrs.Converter:
+    """The converter. Request bodies leave out fields at their defaults: a body carries only what the
+    caller set."""
+    import cattrs
+    from cattrs.gen import make_dict_unstructure_fn
+
+    made = cattrs.Converter()
+    # Parts first: a class's generated hook captures the hooks of its fields when it is made.
+    for cls in (Reply, Media, Poll, Geo, EditOptions, CollectionChange, CreateTweet, CurateCollection):
+        made.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, made, _cattrs_omit_if_default=True))
+    made.register_structure_hook(str, _strict_str)
+    return made
+
+
+def invalid_structure() -> type[Exception]:
+    """The error cattrs raises for data of the wrong shape."""
+    import cattrs
+
+    return cattrs.BaseValidationError
 
 
 def unstructure(obj: Any) -> Any:
     """A request (or part of one) as JSON-ready data."""
-    return converter.unstructure(obj)
+    return converter().unstructure(obj)
 
 
 def structure(data: Any, cls: type[T]) -> T:
     """Response data as a result model."""
-    return converter.structure(data, cls)
+    return converter().structure(data, cls)

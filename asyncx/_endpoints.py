@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import attrs
-import cattrs
 
 from ._auth import BearerUser, OAuth1User, User, form_encode, percent_encode
-from ._convert import structure, unstructure
+from ._convert import invalid_structure, structure, unstructure
 from ._errors import MalformedResponse, ValidationError
 from ._models import (
     AddCollectionEntry,
@@ -101,14 +100,13 @@ class Endpoint(Generic[R, T]):
         """The result model for a success body; an ``APIError`` if the body is not what X documents."""
         try:
             return self._parse(data)
-        except cattrs.BaseValidationError:
-            raise MalformedResponse(
-                status,
-                body=data,
-                message=f"{self.name}: {status} with a body X does not send (a field's type)",
-            ) from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        except Exception as exc:
+            if isinstance(exc, invalid_structure()):
+                why = "a field's type"
+            elif isinstance(exc, (KeyError, TypeError, ValueError, AttributeError)):
+                why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            else:
+                raise
             raise MalformedResponse(
                 status, body=data, message=f"{self.name}: {status} with a body X does not send ({why})"
             ) from None

@@ -10,6 +10,7 @@ HEAVY = (
     "sqlite3",
     "pkg_resources",
     "tenacity",
+    "cattrs",
     "importlib.resources",
     "asyncx._ratelimit._redis",
     "asyncx.testing",
