@@ -174,6 +174,18 @@ class Request:
     __slots__ = ()
 
 
+_POST_FLAGS = (
+    "for_super_followers_only",
+    "made_with_ai",
+    "nullcast",
+    "paid_partnership",
+    "share_with_followers",
+)
+_POST_PARTS = ("reply", "media", "poll", "geo", "edit_options")
+#: What a post may carry one of at most: X says media, a poll, a quote and a card exclude each other.
+_ATTACHMENTS = ("media", "poll", "quote_tweet_id", "card_uri")
+
+
 @attrs.frozen(kw_only=True)
 class CreateTweet(Request):
     """``POST /2/tweets``: create a post. Every body field of the endpoint is a keyword here."""
@@ -205,16 +217,15 @@ class CreateTweet(Request):
             v.check_id(errors, "community_id", self.community_id)
         if self.card_uri is not None:
             v.check_plain(errors, "card_uri", self.card_uri, 1000)
-        for flag in (
-            "for_super_followers_only",
-            "made_with_ai",
-            "nullcast",
-            "paid_partnership",
-            "share_with_followers",
-        ):
-            v.check_bool(errors, flag, getattr(self, flag))
-        for name in ("reply", "media", "poll", "geo", "edit_options"):
-            v.check_nested(errors, name, getattr(self, name))
+        # Inline checks: this runs for every post, and most fields are at their defaults.
+        for flag in _POST_FLAGS:
+            value = getattr(self, flag)
+            if value is not False and value is not True:
+                v.check_bool(errors, flag, value)
+        for name in _POST_PARTS:
+            value = getattr(self, name)
+            if value is not None:
+                v.check_nested(errors, name, value)
         if self.reply_settings is not None:
             v.check_choice(errors, "reply_settings", self.reply_settings, v.REPLY_SETTINGS)
         link = self.direct_message_deep_link
@@ -222,9 +233,7 @@ class CreateTweet(Request):
             assert isinstance(link, str)
             if not link.startswith("https://") or any(c.isspace() for c in link):
                 errors.append(FieldError("direct_message_deep_link", "must be an https:// link"))
-        attached = [
-            n for n in ("media", "poll", "quote_tweet_id", "card_uri") if getattr(self, n) is not None
-        ]
+        attached = [n for n in _ATTACHMENTS if getattr(self, n) is not None]
         if len(attached) > 1:
             errors.append(FieldError(attached[1], f"{' and '.join(attached)} cannot be used together"))
         if self.text is None and not attached:
