@@ -82,6 +82,8 @@ class _DefaultRetry:
 
 
 _DEFAULT_RETRY: Any = _DefaultRetry()
+#: ``RetryPolicy().deadline``, known without making the policy.
+_DEFAULT_DEADLINE = 900.0
 
 #: How far (seconds) the server's clock may be from the one we sign with before a 401 is blamed on it.
 _SIGNING_SLACK = 30.0
@@ -137,13 +139,11 @@ class Client:
         store: Store | None = None,
         read_lag: float = 2.0,
     ) -> None:
-        if retry is _DEFAULT_RETRY:
-            retry = RetryPolicy()
         _check_options(
             session=(session, aiohttp.ClientSession),
             timeouts=(timeouts, Timeouts),
             ssl=(ssl, SSLContext),
-            retry=(retry, RetryPolicy),
+            retry=(None if retry is _DEFAULT_RETRY else retry, RetryPolicy),
         )
         for name, count in (("max_connections", max_connections), ("max_in_flight", max_in_flight)):
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -170,7 +170,8 @@ class Client:
         )
         self._user = user
         self.max_wait = max_wait
-        self.retry = retry
+        # The default policy (and tenacity with it) is made on the first retry: most calls need none.
+        self._retry: RetryPolicy | None = retry
         self._clock = clock
         self._sleep = sleep
         self._refreshes: dict[int, asyncio.Future[None]] = {}
@@ -480,6 +481,13 @@ class Client:
             if not self._calls and self._drained is not None:
                 self._drained.set()
 
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """How calls retry transient failures (None: one attempt each)."""
+        if self._retry is _DEFAULT_RETRY:
+            self._retry = RetryPolicy()
+        return self._retry
+
     def _check_usable(self) -> None:
         if self._closed:
             raise ClientClosed("the client is closed")
@@ -529,8 +537,12 @@ class Client:
     async def _run(self, call: Call) -> Any:
         """Retry transient failures under the client's policy."""
         policy_deadline = None
-        if self.retry is not None and self.retry.deadline is not None:
-            policy_deadline = self._clock() + self.retry.deadline
+        if self._retry is _DEFAULT_RETRY:
+            deadline: float | None = _DEFAULT_DEADLINE
+        else:
+            deadline = None if self._retry is None else self._retry.deadline
+        if deadline is not None:
+            policy_deadline = self._clock() + deadline
         # The first attempt runs without tenacity: most calls need no other, and building the retry
         # machinery costs more CPU than the scheduler does.
         try:

@@ -40,7 +40,8 @@ def test_the_cli_help_loads_no_command_machinery() -> None:
 
 
 def test_redis_store_and_retries_load_on_first_use() -> None:
-    loaded = _loaded_after("import asyncx; asyncx.RedisStore; asyncx.Client()")
+    assert "tenacity" not in _loaded_after("import asyncx; asyncx.Client()")
+    loaded = _loaded_after("import asyncx; asyncx.RedisStore; asyncx.Client().retry")
     assert {"asyncx._ratelimit._redis", "tenacity"} <= loaded
 
 
@@ -50,4 +51,7 @@ def test_the_default_retry_policy_is_a_fresh_policy() -> None:
     client = asyncx.Client()
     assert isinstance(client.retry, asyncx.RetryPolicy)
     assert client.retry.stop.max_attempt_number == 6  # type: ignore[attr-defined]
+    from asyncx._client import _DEFAULT_DEADLINE
+
+    assert client.retry.deadline == _DEFAULT_DEADLINE  # what a call uses before the policy is made
     assert asyncx.Client(retry=None).retry is None
