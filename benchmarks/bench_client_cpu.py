@@ -4,7 +4,7 @@ Only the client process's CPU time is counted (the server runs in a child proces
 ``--requests`` unique posts, ``--concurrency`` at a time, over TLS; variants alternate for ``--rounds``
 rounds and the median is reported.
 
-    python benchmarks/bench_client_cpu.py [--requests 2000 --concurrency 20 --rounds 3]
+    python benchmarks/bench_client_cpu.py [--requests 3000 --concurrency 64 --rounds 3]
 Targets: asyncx with a bearer user <= 1.3x raw aiohttp; asyncx with an OAuth 1.0a user below tweepy.
 
 ``--whole-process`` instead runs each client in a fresh process (``_client_child.py``), import included,
@@ -90,8 +90,8 @@ async def whole_process(args: argparse.Namespace) -> None:
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--requests", type=int, default=2000)
-    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--whole-process", action="store_true", help="a fresh process per client, import included")
     args = p.parse_args()
