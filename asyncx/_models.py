@@ -461,8 +461,8 @@ class AppendUpload(Request):
 
 
 @attrs.frozen
-class FinalizeUpload(Request):
-    """``POST /2/media/upload/{id}/finalize``: every segment is sent; X may now process the media."""
+class _MediaRequest(Request):
+    """A request about one uploaded media id."""
 
     media_id: str = attrs.field(converter=_id)
 
@@ -473,15 +473,13 @@ class FinalizeUpload(Request):
 
 
 @attrs.frozen
-class UploadStatus(Request):
+class FinalizeUpload(_MediaRequest):
+    """``POST /2/media/upload/{id}/finalize``: every segment is sent; X may now process the media."""
+
+
+@attrs.frozen
+class UploadStatus(_MediaRequest):
     """``GET /2/media/upload?command=STATUS``: how processing goes."""
-
-    media_id: str = attrs.field(converter=_id)
-
-    def __attrs_post_init__(self) -> None:
-        errors: list[FieldError] = []
-        _check_media_id(errors, self.media_id)
-        v.raise_if(errors)
 
 
 @attrs.frozen
