@@ -5,6 +5,7 @@ resumes where it stopped while X still holds what was sent.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import os
@@ -28,7 +29,7 @@ from ._models import (
     UploadStatus,
 )
 
-__all__ = ["DEFAULT_SEGMENT", "MediaSource", "UploadSession", "upload"]
+__all__ = ["DEFAULT_SEGMENT", "MediaSource", "UploadSession", "file_fingerprint", "upload"]
 
 #: Bytes per appended segment: X documents 5 MB, but its edge refuses some 5 MB segments (413/431)
 #: and takes 1-2 MB ones.
@@ -57,6 +58,9 @@ class UploadSession:
     segment_size: int
     segments_sent: int = 0
     finalized: bool = False
+    #: What the file was when the upload started (its size and a digest of samples of it): a file changed
+    #: since is uploaded afresh, never finished onto the old one's segments.
+    fingerprint: str | None = None
 
     @property
     def segments(self) -> int:
@@ -85,6 +89,16 @@ class _Source:
         else:
             raise ValidationError("must be bytes, a path, or a seekable binary file", field="source")
 
+    def fingerprint(self) -> str:
+        """The size and a digest of the first and last 64 KiB and 16 samples between: cheap for a video of
+        gigabytes, and an edit, a truncation or another file shows."""
+        digest = hashlib.blake2b(digest_size=12)
+        digest.update(self.read(0, 65536))
+        for i in range(1, 17):
+            digest.update(self.read(self.size * i // 17, 4096))
+        digest.update(self.read(max(0, self.size - 65536), 65536))
+        return f"{self.size}:{digest.hexdigest()}"
+
     def read(self, offset: int, length: int) -> bytes:
         if self._data is not None:
             return self._data[offset : offset + length]
@@ -98,6 +112,15 @@ class _Source:
     def close(self) -> None:
         if self._owned and self._file is not None:
             self._file.close()
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """What a media file is now, as an ``UploadSession`` records it."""
+    src = _Source(path)
+    try:
+        return src.fingerprint()
+    finally:
+        src.close()
 
 
 async def _report(progress: Callable[[UploadSession], object] | None, session: UploadSession) -> None:
@@ -166,9 +189,11 @@ async def _chunked(
     segment_size: int,
 ) -> tuple[MediaInfo, float]:
     session = resume
+    fingerprint = src.fingerprint()
     if session is not None and (
         session.total_bytes != src.size
         or session.media_type != kind
+        or (session.fingerprint is not None and session.fingerprint != fingerprint)
         or clock() >= session.expires_at - EXPIRY_MARGIN
     ):
         session = None  # another file, or X may have dropped what was sent: start afresh
@@ -185,6 +210,7 @@ async def _chunked(
             category,
             src.size,
             size,
+            fingerprint=fingerprint,
         )
         await _report(progress, session)
     for index in range(session.segments_sent, session.segments):

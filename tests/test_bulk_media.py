@@ -171,3 +171,20 @@ async def test_a_job_killed_mid_upload_resumes_it_on_the_rerun(tmp_path: Path) -
         assert len(appends) <= 4  # 3 segments; at most the one on the wire at the kill goes twice
         [post] = fake.posts.values()
         assert fake.media[post.media_ids[0]].state == "succeeded"
+
+
+async def test_finished_media_is_uploaded_again_when_its_file_changed(tmp_path: Path) -> None:
+    _files(tmp_path)
+    async with FakeX(media_processing=0.0) as fake:
+        ann = fake.users.create("ann")
+        creds = Credentials(users={"ann": UserCredentials(bearer=ann.bearer)})
+        line = {"user": "ann", "text": "an image", "media": [{"path": "media/0.png"}]}
+        items = [parse_line(1, json.dumps(line), creds, base=tmp_path)]
+        journal = tmp_path / "j.sqlite"
+        fake.fail_next(2, 503, endpoint="create_tweet")
+        async with fake.client(retry=None) as client:
+            assert [o.status async for o in run(client, items, journal=journal)] == ["failed"]  # type: ignore[arg-type]
+            assert [o.status async for o in run(client, items, journal=journal)] == ["failed"]  # type: ignore[arg-type]
+            (tmp_path / "media" / "0.png").write_bytes(PNG + b"a new picture")
+            assert [o.status async for o in run(client, items, journal=journal)] == ["done"]  # type: ignore[arg-type]
+        assert [e.endpoint for e in fake.log if e.status < 300].count("media_upload") == 2

@@ -240,3 +240,23 @@ async def test_the_current_post_fields_go_on_the_wire_and_answers_with_new_field
 
     answer = {"data": {"id": "5", "text": "t", "edit_history_tweet_ids": ["5"], "a_field_of_2027": {"x": 1}}}
     assert _tweet(answer).id == "5"
+
+
+async def test_a_file_changed_since_the_crash_is_uploaded_afresh(tmp_path: Path) -> None:
+    async with FakeX(media_processing=0.0) as fake:
+        alice = fake.users.create()
+        saved: list[asyncx.UploadSession] = []
+
+        def crash(session: asyncx.UploadSession) -> None:
+            saved.append(session)
+            if session.segments_sent == 1:
+                raise KeyboardInterrupt
+
+        path = _video(tmp_path)
+        async with fake.client() as client:
+            with pytest.raises(KeyboardInterrupt):
+                await client.upload_media(path, user=alice.bearer, progress=crash)
+            path.write_bytes(MP4[:-5] + b"edits")  # the same size, other bytes
+            media = await client.upload_media(path, user=alice.bearer, resume=saved[-1])
+        assert media.id != saved[-1].media_id
+        assert [e.endpoint for e in fake.log].count("media_initialize") == 2

@@ -32,7 +32,7 @@ from .._errors import (
     XError,
 )
 from .._models import AddCollectionEntry, Bookmark, CollectionResult, CreateTweet, Media, Request, Tweet
-from .._upload import UploadSession
+from .._upload import UploadSession, file_fingerprint
 from ._journal import FINAL, Journal
 
 __all__ = ["Item", "MediaFile", "Outcome", "Then", "run"]
@@ -267,6 +267,13 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
     return _outcome(key, action, state, count, result, resumed=False, user=user.key)
 
 
+def _fingerprint(path: str) -> str | None:
+    try:
+        return file_fingerprint(path)
+    except XError:
+        return None  # gone: the upload reports it
+
+
 #: A finished upload is used again only while X keeps it this much longer: the post must still find it.
 _MEDIA_MARGIN = 600.0
 
@@ -287,8 +294,9 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
             saved is not None
             and saved.get("done")
             and saved["expires_at"] > client.scheduler.now() + _MEDIA_MARGIN
+            and saved.get("fingerprint") == _fingerprint(media.path)
         ):
-            ids.append(saved["media_id"])
+            ids.append(saved["media_id"])  # X still holds this very file
             continue
         resume = UploadSession(**saved["session"]) if saved is not None and "session" in saved else None
 
@@ -309,9 +317,8 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
                 item.key, "create_tweet", "failed" if refused else "retry", 0, result, False, item.user.key
             )
         if journal is not None:
-            journal.save_upload(
-                key, {"done": True, "media_id": uploaded.id, "expires_at": uploaded.expires_at}
-            )
+            done = {"done": True, "media_id": uploaded.id, "expires_at": uploaded.expires_at}
+            journal.save_upload(key, {**done, "fingerprint": _fingerprint(media.path)})
         ids.append(uploaded.id)
     assert isinstance(item.request, CreateTweet)
     return attrs.evolve(item.request, media=Media(media_ids=tuple(ids)))
