@@ -80,13 +80,14 @@ class Rules:
     ``app-24h``) or None.
     """
 
-    __slots__ = ("_app", "_configured", "_learned", "_limits")
+    __slots__ = ("_app", "_configured", "_learned", "_limits", "_scopes")
 
     def __init__(self, limits: Mapping[str, RateLimit | Sequence[RateLimit]] | None) -> None:
         self._limits = resolve_limits(limits)
         self._configured = frozenset(limits or ())
         self._learned: dict[str, dict[str, int]] = {}  # endpoint -> scope -> limit X reported
         self._app: dict[str, tuple[WindowSpec, ...]] = {}
+        self._scopes: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
 
     def windows(self, user: str, endpoint: str) -> tuple[tuple[str | None, ...], tuple[WindowSpec, ...]]:
         """The scopes and windows of a new budget."""
@@ -108,7 +109,9 @@ class Rules:
         for i, spec in enumerate(self.app_windows(endpoint)):
             scopes.append("app-24h" if i == 0 and spec.seconds >= DAY else None)
             specs.append(spec)
-        return tuple(scopes), tuple(specs)
+        # Budgets of an endpoint name the same scopes: one tuple serves them all.
+        names = tuple(scopes)
+        return self._scopes.setdefault(names, names), tuple(specs)
 
     def app_windows(self, endpoint: str) -> tuple[WindowSpec, ...]:
         shared = self._app.get(endpoint)

@@ -188,7 +188,8 @@ class Scheduler:
         self.reset_margin = reset_margin
         self.flight_ttl = flight_ttl
         self.server_clock = ServerClock()
-        self._budgets: dict[tuple[str, str], _Budget] = {}
+        # By endpoint, then user: no (user, endpoint) tuple to keep per budget.
+        self._budgets: dict[str, dict[str, _Budget]] = {}
         if store is not None and not isinstance(store, Store):
             raise TypeError(f"store must implement asyncx.Store, not {type(store).__name__}")
         self._store: Store = MemoryStore() if store is None else store
@@ -240,15 +241,15 @@ class Scheduler:
 
     def __len__(self) -> int:
         """Budgets held in memory (idle ones expire)."""
-        return len(self._budgets)
+        return sum(map(len, self._budgets.values()))
 
     def stats(self, user: str | None = None, endpoint: str | None = None) -> BudgetStats:
         """Counters for one budget, or totals over all budgets matching the given user and/or endpoint."""
         if user is not None and endpoint is not None:
-            b = self._budgets.get((user, endpoint))
+            b = self._budgets.get(endpoint, {}).get(user)
             return BudgetStats() if b is None else b.stats()
         if user is not None:
-            return Counters.total([b.stats() for (u, _), b in list(self._budgets.items()) if u == user])
+            return Counters.total([d[user].stats() for d in self._budgets.values() if user in d])
         return Counters.total(
             [t.stats() for e, t in self._totals.items() if endpoint is None or e == endpoint]
         )
@@ -256,7 +257,7 @@ class Scheduler:
     def eta(self, user: str, endpoint: str, calls: int) -> float | None:
         """When ``calls`` more calls of a budget (its queue included) could all be sent, by the windows
         known now (local time); None for a budget not seen yet."""
-        b = self._budgets.get((user, endpoint))
+        b = self._budgets.get(endpoint, {}).get(user)
         if b is None or calls <= 0:
             return None
         return self._eta(b, self._clock(), max(b.queued(), calls) - 1)
@@ -265,7 +266,7 @@ class Scheduler:
         """Grant nothing more: new calls and every waiting call end with ``ClientClosed`` (none of them
         was sent). Permits already granted still settle."""
         self._closed = True
-        for budget in self._budgets.values():
+        for budget in (b for by_user in self._budgets.values() for b in by_user.values()):
             if budget.waiters is not None:
                 budget.waiters.fail_all(
                     ClientClosed("the client was closed while this call waited for budget")
@@ -285,31 +286,34 @@ class Scheduler:
     # -- budgets ---------------------------------------------------------------------------------
 
     def _budget(self, user: str, endpoint: str) -> _Budget:
-        key = (user, endpoint)
-        budget = self._budgets.pop(key, None)
+        by_user = self._budgets.get(endpoint)
+        if by_user is None:
+            by_user = self._budgets[endpoint] = {}
+        budget = by_user.pop(user, None)
         if budget is None:
             scopes, specs = self._rules.windows(user, endpoint)
             budget = _Budget(user, endpoint, scopes, specs)
             budget.touched = self._clock()
             if endpoint not in self._totals:
                 self._totals[endpoint] = Counters()
-            self._expire()
-        self._budgets[key] = budget  # most recently used last, so idle budgets gather at the front
+            self._expire(by_user)
+        by_user[user] = budget  # most recently used last, so idle budgets gather at the front
         return budget
 
-    def _expire(self) -> None:
-        """Drop up to two idle budgets whose windows have surely ended: they hold nothing worth keeping."""
+    def _expire(self, by_user: dict[str, _Budget]) -> None:
+        """Drop up to two idle budgets of an endpoint whose windows have surely ended: they hold nothing
+        worth keeping."""
         now = self._clock()
         for _ in range(2):
-            if len(self._budgets) < 2:
+            if len(by_user) < 2:
                 return
-            key = next(iter(self._budgets))
-            b = self._budgets[key]
+            user = next(iter(by_user))
+            b = by_user[user]
             if b.in_flight or b.state is not State.IDLE or b.queued():
                 return
             if now < b.touched + Rules.span(b.specs):
                 return
-            del self._budgets[key]
+            del by_user[user]
 
     def _skew(self) -> tuple[float, float] | None:
         return self.server_clock.bounds
@@ -657,9 +661,7 @@ class Scheduler:
         spec, shared = self._rules.adopt(budget.user, budget.endpoint, scope)
         targets = [budget]
         if shared:
-            targets += [
-                b for b in self._budgets.values() if b.endpoint == budget.endpoint and b is not budget
-            ]
+            targets += [b for b in self._budgets.get(budget.endpoint, {}).values() if b is not budget]
         for b in targets:
             b.scopes, b.specs = (*b.scopes, scope), (*b.specs, spec)
 

@@ -599,6 +599,16 @@ class FakeX:
             body = b""
         else:
             body = await request.read()
+        try:
+            return await self._answer(request, route, effect, body)
+        finally:
+            for field in (request.get("form") or {}).values():
+                if isinstance(field, web.FileField):
+                    field.file.close()  # aiohttp spooled the part to a temporary file
+
+    async def _answer(
+        self, request: web.Request, route: _Route, effect: Callable[..., Any], body: bytes
+    ) -> web.StreamResponse:
         faults = self.faults
         if faults.latency or faults.jitter:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
