@@ -5,7 +5,7 @@ rate-limit headers on the response, on a fake clock, so only the scheduler's own
 baseline in the same run is a bare ``async with asyncio.Semaphore`` (the least any limiter can cost).
 
     python benchmarks/bench_scheduler.py
-Targets: under 20 us per acquire at 100,000 users; under 1 KB per idle budget; idle budgets expire.
+Targets: under 20 us per acquire at 100,000 users; at most 400 bytes per idle budget; idle budgets expire.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def main() -> None:
     print(f"  and windows in the memory store: {windows:,}, then {windows_after:,}")
     print("  (without expiry it would be 200,000)")
     print(
-        "targets: < 20 us per acquire at 100,000 users; < 1,024 bytes per idle budget; expiry bounds memory"
+        "targets: < 20 us per acquire at 100,000 users; <= 400 bytes per idle budget; expiry bounds memory"
     )
 
 
