@@ -488,6 +488,11 @@ class Client:
             self._retry = RetryPolicy()
         return self._retry
 
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        """Tie the client to ``loop`` before its first call; a call from another loop raises ``UsageError``
+        with ``why`` (FakeX says its answers would never come)."""
+        self._loop, self._other_loop = loop, why
+
     def _check_usable(self) -> None:
         if self._closed:
             raise ClientClosed("the client is closed")

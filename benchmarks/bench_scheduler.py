@@ -127,9 +127,7 @@ async def main() -> None:
     print(f"idle expiry: {held:,} budgets held; after their windows ended and 100,000 more came: {after:,}")
     print(f"  and windows in the memory store: {windows:,}, then {windows_after:,}")
     print("  (without expiry it would be 200,000)")
-    print(
-        "targets: < 20 us per acquire at 100,000 users; <= 400 bytes per idle budget; expiry bounds memory"
-    )
+    print("targets: < 20 us per acquire at 100,000 users; <= 400 bytes per idle budget; expiry bounds memory")
 
 
 if __name__ == "__main__":

@@ -438,8 +438,7 @@ class FakeX:
         if self._loop is not None:
             # The fake answers only while its own loop runs: a call from any other would wait for
             # answers that never come, so the client refuses it at once, saying why.
-            client._loop = self._loop
-            client._other_loop = WRONG_LOOP
+            client._bind_loop(self._loop, WRONG_LOOP)
         return client
 
     # -- inspection ------------------------------------------------------------------------------
