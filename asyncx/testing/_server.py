@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from .._auth import BearerUser, OAuth1User
 from .._client import Client
@@ -272,11 +272,23 @@ class _Window:
         self.count = 0
 
 
+async def _read_form(request: web.Request) -> dict[str, bytes | str]:
+    """A multipart body's parts, in memory: file parts as bytes, the others as text. (aiohttp's own
+    ``post()`` spools files to temporary files, and leaves them open when the client goes away.)"""
+    form: dict[str, bytes | str] = {}
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        data = await part.read()
+        form[part.name] = bytes(data) if part.filename else data.decode("utf-8", "replace")
+    return form
+
+
 def _file_bytes(field: Any) -> bytes:
     """The bytes of a multipart part: a file part, or a plain field's text."""
-    if isinstance(field, web.FileField):
-        data: bytes = field.file.read()
-        return data
+    if isinstance(field, bytes):
+        return field
     return field.encode() if isinstance(field, str) else b""
 
 
@@ -594,16 +606,11 @@ class FakeX:
         self, request: web.Request, route: _Route, effect: Callable[..., Any]
     ) -> web.StreamResponse:
         if request.content_type == "multipart/form-data":
-            request["form"] = await request.post()  # media segments: never part of a signature
+            request["form"] = await _read_form(request)  # media segments: never part of a signature
             body = b""
         else:
             body = await request.read()
-        try:
-            return await self._answer(request, route, effect, body)
-        finally:
-            for field in (request.get("form") or {}).values():
-                if isinstance(field, web.FileField):
-                    field.file.close()  # aiohttp spooled the part to a temporary file
+        return await self._answer(request, route, effect, body)
 
     async def _answer(
         self, request: web.Request, route: _Route, effect: Callable[..., Any], body: bytes
