@@ -188,3 +188,16 @@ async def test_finished_media_is_uploaded_again_when_its_file_changed(tmp_path: 
             (tmp_path / "media" / "0.png").write_bytes(PNG + b"a new picture")
             assert [o.status async for o in run(client, items, journal=journal)] == ["done"]  # type: ignore[arg-type]
         assert [e.endpoint for e in fake.log if e.status < 300].count("media_upload") == 2
+
+
+async def test_the_example_job_of_the_readme_checks_clean(tmp_path: Path) -> None:
+    """The README's first command runs ``examples/jobs.jsonl`` in the sandbox: every line and file is good."""
+    import shutil
+
+    examples = Path(__file__).parent.parent / "examples"
+    copy = tmp_path / "examples"
+    shutil.copytree(examples, copy, ignore=shutil.ignore_patterns("*.sandbox.*"))
+    code, out, err = await _cli("post", copy / "jobs.jsonl", "--sandbox", "--dry-run")
+    lines = len((copy / "jobs.jsonl").read_text().splitlines())
+    assert code == 0, err
+    assert f"{lines} valid line(s), 0 problem(s)" in out
