@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
+import attrs
 
 from . import _retry, _upload
 from ._auth import BearerUser, OAuth1Signer, OAuth1User, User
@@ -82,8 +83,8 @@ class _DefaultRetry:
 
 
 _DEFAULT_RETRY: Any = _DefaultRetry()
-#: ``RetryPolicy().deadline``, known without making the policy.
-_DEFAULT_DEADLINE = 900.0
+#: ``RetryPolicy().deadline``, read from the class without making a policy (and importing tenacity).
+_DEFAULT_DEADLINE: float | None = attrs.fields(RetryPolicy).deadline.default
 
 #: How far (seconds) the server's clock may be from the one we sign with before a 401 is blamed on it.
 _SIGNING_SLACK = 30.0
@@ -627,22 +628,21 @@ class Client:
         if isinstance(user, OAuth1User):
             if self._signer is not None and self._signer.offset != call.offset:
                 return True  # signed before another call learned the server's clock
-            if (_timestamp_refused(exc) or self._clock_off(exc)) and self._learn_clock(exc):
+            date = server_date(exc.headers)
+            if (_timestamp_refused(exc) or self._clock_off(date)) and self._learn_clock(date):
                 offset = self._signer.offset if self._signer else 0.0
                 log.info("server clock differs by %.0fs; re-signing", offset)
                 return True
             return False
         return bool(user.refresh_token and user.client_id)
 
-    def _clock_off(self, exc: Unauthorized) -> bool:
-        """Whether the 401's ``Date`` is far from the clock we sign with: X's v2 refuses a stale timestamp
+    def _clock_off(self, date: float | None) -> bool:
+        """Whether a 401's ``Date`` is far from the clock we sign with: X's v2 refuses a stale timestamp
         with a bare "Unauthorized", and only the server's clock tells why."""
-        date = server_date(exc.headers)
         offset = self._signer.offset if self._signer else 0.0
         return date is not None and abs(date - (self._clock() + offset)) > _SIGNING_SLACK
 
-    def _learn_clock(self, exc: Unauthorized) -> bool:
-        date = server_date(exc.headers)
+    def _learn_clock(self, date: float | None) -> bool:
         if date is None or self._signer is None or abs(date - self._clock()) > HORIZON:
             return False
         self._signer.sync(date)

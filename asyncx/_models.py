@@ -401,10 +401,6 @@ MEDIA_CATEGORIES = frozenset(
 )
 
 
-def _check_media_id(errors: list[FieldError], media_id: object) -> None:
-    v.check_id(errors, "media_id", media_id)
-
-
 @attrs.frozen(kw_only=True)
 class MediaUpload(Request):
     """``POST /2/media/upload``: a small image (or subtitles) in one request."""
@@ -453,7 +449,7 @@ class AppendUpload(Request):
 
     def __attrs_post_init__(self) -> None:
         errors: list[FieldError] = []
-        _check_media_id(errors, self.media_id)
+        v.check_id(errors, "media_id", self.media_id)
         v.check_range(errors, "segment_index", self.segment_index, 0, 999)
         if not isinstance(self.media, bytes) or not self.media:
             errors.append(FieldError("media", "must be non-empty bytes"))
@@ -468,7 +464,7 @@ class _MediaRequest(Request):
 
     def __attrs_post_init__(self) -> None:
         errors: list[FieldError] = []
-        _check_media_id(errors, self.media_id)
+        v.check_id(errors, "media_id", self.media_id)
         v.raise_if(errors)
 
 
@@ -491,7 +487,7 @@ class MediaMetadata(Request):
 
     def __attrs_post_init__(self) -> None:
         errors: list[FieldError] = []
-        _check_media_id(errors, self.media_id)
+        v.check_id(errors, "media_id", self.media_id)
         v.check_plain(errors, "alt_text", self.alt_text, 1000)
         v.raise_if(errors)
 

@@ -290,11 +290,13 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
     for index, media in enumerate(item.uploads):
         key = f"{item.key}:media:{index}"
         saved = journal.upload(key) if journal is not None else None
+        # Taken before the upload: what is recorded is the file as it was read, even if it changes during.
+        fingerprint = _fingerprint(media.path)
         if (
             saved is not None
             and saved.get("done")
             and saved["expires_at"] > client.scheduler.now() + _MEDIA_MARGIN
-            and saved.get("fingerprint") == _fingerprint(media.path)
+            and saved.get("fingerprint") == fingerprint
         ):
             ids.append(saved["media_id"])  # X still holds this very file
             continue
@@ -318,7 +320,7 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
             )
         if journal is not None:
             done = {"done": True, "media_id": uploaded.id, "expires_at": uploaded.expires_at}
-            journal.save_upload(key, {**done, "fingerprint": _fingerprint(media.path)})
+            journal.save_upload(key, {**done, "fingerprint": fingerprint})
         ids.append(uploaded.id)
     assert isinstance(item.request, CreateTweet)
     return attrs.evolve(item.request, media=Media(media_ids=tuple(ids)))

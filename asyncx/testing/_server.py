@@ -610,11 +610,6 @@ class FakeX:
             body = b""
         else:
             body = await request.read()
-        return await self._answer(request, route, effect, body)
-
-    async def _answer(
-        self, request: web.Request, route: _Route, effect: Callable[..., Any], body: bytes
-    ) -> web.StreamResponse:
         faults = self.faults
         if faults.latency or faults.jitter:
             await asyncio.sleep(max(0.0, faults.latency + self._rng.uniform(-faults.jitter, faults.jitter)))
@@ -787,9 +782,11 @@ class FakeX:
     def _invalid(
         self, message: str, parameter: str = "body", value: object = None
     ) -> tuple[int, dict[str, Any], bool]:
-        """X's 400: an ``invalid-request`` problem naming the parameter and the values it refused."""
+        """X's 400: an ``invalid-request`` problem naming the parameter and the value (or list of values)
+        it refused."""
+        values = value if isinstance(value, list) else [] if value is None else [value]
         payload = {
-            "errors": [{"parameters": {parameter: [] if value is None else [value]}, "message": message}],
+            "errors": [{"parameters": {parameter: values}, "message": message}],
             "title": "Invalid Request",
             "detail": "One or more parameters to your request was invalid.",
             "type": f"{_PROBLEMS}invalid-request",
@@ -872,15 +869,7 @@ class FakeX:
         if not bad_media and self._mixes_media(fields.get("media_ids", [])):
             bad_media = list(fields["media_ids"])
         if bad_media:
-            payload = {
-                "errors": [
-                    {"parameters": {"media.media_ids": bad_media}, "message": "Your media IDs are invalid."}
-                ],
-                "title": "Invalid Request",
-                "detail": "One or more parameters to your request was invalid.",
-                "type": f"{_PROBLEMS}invalid-request",
-            }
-            return 400, payload, False
+            return self._invalid("Your media IDs are invalid.", "media.media_ids", bad_media)
         if text and text in self._texts[user_id]:
             return self._forbidden(_DUPLICATE, duplicate=True)
         reply_to = fields.get("in_reply_to_tweet_id")
@@ -1153,20 +1142,21 @@ class FakeX:
             "expires_after_secs": max(0, int(media.expires_at - self.now())),
             "size": media.total_bytes,
         }
-        state = media.status(self.now())
-        if state in ("processing", "failed") or (state == "succeeded" and media.ready_at):
-            info: dict[str, Any] = {"state": "succeeded" if state == "succeeded" else state}
-            if state == "processing":
-                remaining = media.ready_at - self.now()
-                done = 1.0 - remaining / self.media_processing if self.media_processing else 1.0
-                info = {
-                    "state": "pending" if done < 0.25 else "in_progress",
-                    "check_after_secs": max(1, math.ceil(remaining)),
-                    "progress_percent": int(100 * max(0.0, done)),
-                }
-            elif state == "failed":
-                info["error"] = {"code": 1, "name": "InvalidMedia", "message": "Unsupported video format"}
-            item["processing_info"] = info
+        now = self.now()
+        state = media.status(now)
+        if state == "processing":
+            remaining = media.ready_at - now
+            done = 1.0 - remaining / self.media_processing if self.media_processing else 1.0
+            item["processing_info"] = {
+                "state": "pending" if done < 0.25 else "in_progress",
+                "check_after_secs": max(1, math.ceil(remaining)),
+                "progress_percent": int(100 * max(0.0, done)),
+            }
+        elif state == "failed":
+            error = {"code": 1, "name": "InvalidMedia", "message": "Unsupported video format"}
+            item["processing_info"] = {"state": "failed", "error": error}
+        elif media.ready_at:  # processed media says so once done; a one-shot image says nothing
+            item["processing_info"] = {"state": "succeeded"}
         return {"data": item}
 
     def _own_media(self, media_id: str, user_id: str) -> FakeMedia | tuple[int, Any, bool]:
