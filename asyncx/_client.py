@@ -301,6 +301,7 @@ class Client:
         resume: UploadSession | None = None,
         segment_size: int = DEFAULT_SEGMENT,
         max_wait: float | None = None,
+        on_attempt: OnAttempt | None = None,
     ) -> UploadedMedia:
         """Upload media (a path, bytes or a seekable binary file) as ``user`` for a post to attach.
 
@@ -309,11 +310,12 @@ class Client:
         anything else in segments read from disk one at a time, then X's processing is awaited
         (``MediaProcessingFailed`` if it fails). ``alt_text`` is set once it is ready. ``progress`` sees an
         ``UploadSession`` after each step; pass the last one back as ``resume`` to go on after a crash.
+        ``on_attempt`` is called before each request goes out, as with ``send``.
         """
         bound = self._user_for(user)
 
         async def send(request: Request) -> Any:
-            return await self.send(request, user=bound, max_wait=max_wait)
+            return await self.send(request, user=bound, max_wait=max_wait, on_attempt=on_attempt)
 
         return await _upload.upload(
             send,

@@ -201,3 +201,24 @@ async def test_the_example_job_of_the_readme_checks_clean(tmp_path: Path) -> Non
     lines = len((copy / "jobs.jsonl").read_text().splitlines())
     assert code == 0, err
     assert f"{lines} valid line(s), 0 problem(s)" in out
+
+
+async def test_a_mistyped_secret_stops_that_users_uploads_after_three_refusals(tmp_path: Path) -> None:
+    from tests.test_bulk import _mistype
+
+    _files(tmp_path)
+    async with FakeX() as fake:
+        users = {n: fake.users.create(n) for n in ("ann", "bob")}
+        creds = _credentials(tmp_path, fake, users)
+        _mistype(creds, "bob")
+        lines = [
+            {"user": n, "text": f"{n} {i}", "media": [{"path": "media/0.png"}]}
+            for i in range(10)
+            for n in users
+        ]
+        jobs = _jobs(tmp_path, lines)
+        code, _, err = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
+        assert code == 1 and "user 'bob': credentials refused (401); 10 line(s) not done" in err
+        refused = [e for e in fake.log if e.status == 401]
+        assert len(refused) <= 3 and {e.endpoint for e in refused} == {"media_upload"}
+        assert len(fake.posts) == 10  # ann's

@@ -176,6 +176,19 @@ class _Job:
         self.refused_after = refused_after
         self.refusals: dict[str, int] = {}  # user key -> 401s in a row
 
+    def allow(self, user: User) -> None:
+        """Before every attempt, not once per line: calls queued for budget meanwhile must not go once
+        X has refused the user's credentials ``refused_after`` times in a row."""
+        if self.refusals.get(user.key, 0) >= self.refused_after:
+            raise _CredentialsRefused
+
+    def answered(self, user: User, exc: XError | None = None) -> None:
+        """Count a 401 against the user's credentials; any other answer clears the count."""
+        if isinstance(exc, Unauthorized):
+            self.refusals[user.key] = self.refusals.get(user.key, 0) + 1
+        elif exc is None:
+            self.refusals.pop(user.key, None)
+
     def final(self, state: str) -> bool:
         if state == "failed":
             return not self.retry_failed
@@ -186,6 +199,11 @@ class _Job:
 
 class _CredentialsRefused(Exception):
     """Raised before an attempt of a user whose credentials X keeps refusing: it is not sent."""
+
+
+def _refused_result(user: User) -> dict[str, Any]:
+    why = f"credentials refused: user {user.key}'s requests were answered 401; fix them and run again"
+    return {"error": why, "error_type": "CredentialsRefused"}
 
 
 #: X's 403 detail for a reply to a post that is gone: the line's content, not its credentials, is at fault.
@@ -221,9 +239,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
     attempts: list[Attempt] = []
 
     def attempting(attempt: Attempt) -> None:
-        # Checked before every attempt, not once per line: calls queued for budget meanwhile must not go.
-        if job.refusals.get(user.key, 0) >= job.refused_after:
-            raise _CredentialsRefused
+        job.allow(user)
         attempts.append(attempt)
 
     state = "done"
@@ -236,7 +252,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
             on_attempt=attempting,
             attempted_at=attempted_at,
         )
-        job.refusals.pop(user.key, None)
+        job.answered(user)
         if isinstance(answer, Tweet):
             result = {"tweet_id": answer.id}
         elif isinstance(answer, CollectionResult) and not answer.ok:
@@ -244,9 +260,8 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
             reasons = ", ".join(f"{e.op} {e.tweet_id}: {e.reason}" for e in answer.errors)
             result = {"error": f"not applied: {reasons}", "error_type": "CollectionError"}
     except _CredentialsRefused:  # nothing more was sent: a rerun with fixed credentials sends it
-        why = f"credentials refused: user {user.key}'s requests were answered 401; fix them and run again"
         state = "unknown" if maybe_delivered or any(a.maybe_delivered for a in attempts) else "retry"
-        result = {"error": why, "error_type": "CredentialsRefused"}
+        result = _refused_result(user)
     except AlreadyPosted:
         result = {"delivered_earlier": True}
     except DeliveryUnknown as exc:  # may exist; not sent again unless resend_unknown
@@ -255,8 +270,7 @@ async def _step(job: _Job, key: str, digest: str, request: Request, user: User) 
     except MalformedResponse as exc:  # X accepted it; its answer just lacks the id
         result = {"error": f"delivered, id unknown: {exc}", "error_type": "MalformedResponse"}
     except XError as exc:
-        if isinstance(exc, Unauthorized):
-            job.refusals[user.key] = job.refusals.get(user.key, 0) + 1
+        job.answered(user, exc)
         # Unless refused for what it is, sent again on the next run: as a call that may have been
         # delivered if any attempt may have landed, so that a duplicate then counts as delivered.
         state = "failed" if _refused_for_content(exc) else "unknown" if exc.maybe_delivered else "retry"
@@ -308,9 +322,19 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
 
         try:
             uploaded = await client.upload_media(
-                media.path, user=item.user, alt_text=media.alt_text, progress=progress, resume=resume
+                media.path,
+                user=item.user,
+                alt_text=media.alt_text,
+                progress=progress,
+                resume=resume,
+                on_attempt=lambda _: job.allow(item.user),
+            )
+        except _CredentialsRefused:  # nothing was sent: a rerun with fixed credentials uploads it
+            return _outcome(
+                item.key, "create_tweet", "retry", 0, _refused_result(item.user), False, item.user.key
             )
         except XError as exc:
+            job.answered(item.user, exc)
             # Nothing is journaled for the post: a rerun tries the upload again (resuming it), and a file
             # X will not take is refused again before a byte is sent.
             refused = isinstance(exc, MediaProcessingFailed) or _refused_for_content(exc)
@@ -318,6 +342,7 @@ async def _uploaded(job: _Job, item: Item) -> Request | Outcome:
             return _outcome(
                 item.key, "create_tweet", "failed" if refused else "retry", 0, result, False, item.user.key
             )
+        job.answered(item.user)
         if journal is not None:
             done = {"done": True, "media_id": uploaded.id, "expires_at": uploaded.expires_at}
             journal.save_upload(key, {**done, "fingerprint": fingerprint})
