@@ -509,13 +509,37 @@ async def test_refused_credentials_stop_early_are_named_and_a_rerun_after_the_fi
             assert sum(1 for e in fake.log if e.user_id == users[name].user_id and e.status == 401) <= 3
             assert f"user '{name}': credentials refused (401)" in err
         summary = json.loads(report.read_text())["summary"]
-        assert summary["credentials_refused"] == {"cat": 11, "dan": 10}  # cat's bookmark step too
+        # cat's OAuth 2.0 token is mistyped too, but its refresh token is not: the bookmark step is done.
+        assert summary["credentials_refused"] == {"cat": 10, "dan": 10}
+        assert fake.bookmarks[users["cat"].user_id]
         made = len(fake.posts)
         assert made == 11  # ann's lines, the "then" post included
         code, _, _ = await _cli("post", jobs, "--credentials", good, *args)
         assert code == 0
         assert sorted(p.text for p in fake.posts.values()) == sorted(line["text"] for line in lines)
         assert fake.bookmarks[users["cat"].user_id]  # the step was done without posting again
+
+
+async def test_a_mended_oauth2_call_does_not_clear_the_users_oauth1_refusals() -> None:
+    # cat's OAuth 1.0a secret is wrong; their OAuth 2.0 token is stale but refreshes. The bookmark that
+    # succeeds after a refresh says nothing of the OAuth 1.0a secret: cat's posts still stop after three.
+    async with FakeX() as fake:
+        ann, cat = fake.users.create("ann"), fake.users.create("cat")
+        async with fake.client() as client:
+            target = await client.send(asyncx.CreateTweet(text="to bookmark"), user=ann.oauth1)
+            broken = asyncx.OAuth1User(cat.oauth1.access_token, "typo-" + cat.oauth1.access_token_secret)
+            stale = asyncx.BearerUser(
+                "stale-token", cat.user_id, refresh_token=cat.bearer.refresh_token, client_id=fake.client_id
+            )
+            posts = [bulk.Item(f"line:{i}", asyncx.CreateTweet(text=f"cat {i}"), broken) for i in range(8)]
+            mark = bulk.Item("mark", asyncx.Bookmark(tweet_id=target.id), stale)
+            items = [*posts[:2], mark, *posts[2:]]
+            outcomes = {o.key: o async for o in bulk.run(client, items, concurrency=1)}
+        assert outcomes["mark"].status == "done"
+        refused = [e for e in fake.log if e.endpoint == "create_tweet" and e.status == 401]
+        assert len(refused) == 3
+        kinds = [outcomes[f"line:{i}"].error_type for i in range(8)]
+        assert kinds == ["Unauthorized"] * 3 + ["CredentialsRefused"] * 5
 
 
 async def test_every_user_refused_stops_the_job_at_once_with_one_message(tmp_path: Path) -> None:

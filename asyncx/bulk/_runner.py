@@ -174,20 +174,23 @@ class _Job:
         self.retry_failed = retry_failed
         self.resend_unknown = resend_unknown
         self.refused_after = refused_after
-        self.refusals: dict[str, int] = {}  # user key -> 401s in a row
+        #: (user key, credential kind) -> 401s in a row. Kept per kind: a user's OAuth 2.0 token that
+        #: works (or refreshes) says nothing of their OAuth 1.0a secret, and the other way round.
+        self.refusals: dict[tuple[str, type], int] = {}
 
     def allow(self, user: User) -> None:
         """Before every attempt, not once per line: calls queued for budget meanwhile must not go once
-        X has refused the user's credentials ``refused_after`` times in a row."""
-        if self.refusals.get(user.key, 0) >= self.refused_after:
+        X has refused these credentials of the user ``refused_after`` times in a row."""
+        if self.refusals.get((user.key, type(user)), 0) >= self.refused_after:
             raise _CredentialsRefused
 
     def answered(self, user: User, exc: XError | None = None) -> None:
-        """Count a 401 against the user's credentials; any other answer clears the count."""
+        """Count a 401 against the credentials the user sent with; any other answer clears the count."""
+        which = (user.key, type(user))
         if isinstance(exc, Unauthorized):
-            self.refusals[user.key] = self.refusals.get(user.key, 0) + 1
+            self.refusals[which] = self.refusals.get(which, 0) + 1
         elif exc is None:
-            self.refusals.pop(user.key, None)
+            self.refusals.pop(which, None)
 
     def final(self, state: str) -> bool:
         if state == "failed":
