@@ -54,6 +54,7 @@ from ._ratelimit import (
     MemoryStore,
     Store,
     Taken,
+    WindowLike,
     WindowSpec,
     WindowView,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "UsageError",
     "UserTweets",
     "ValidationError",
+    "WindowLike",
     "WindowSpec",
     "WindowView",
     "WireRequest",

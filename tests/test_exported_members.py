@@ -53,6 +53,7 @@ EXPECTED = [
     "UsageError",
     "UserTweets",
     "ValidationError",
+    "WindowLike",
     "WindowSpec",
     "WindowView",
     "WireRequest",

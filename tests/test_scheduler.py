@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncx
-from asyncx import MemoryStore, Taken, WindowSpec
+from asyncx import MemoryStore, Taken, WindowLike
 from asyncx._ratelimit import Scheduler, ServerAnswer, read_answer
 from asyncx._ratelimit._clock import ServerClock
 from asyncx._ratelimit._store import Skew
@@ -311,6 +311,27 @@ async def test_idle_budgets_expire() -> None:
     assert len(s) < 110
 
 
+async def test_the_memory_store_keeps_shared_windows_and_a_budget_its_own() -> None:
+    """A user's window is held by their budget alone (and dropped with it); an app-wide one is kept by
+    the store and shared by every budget of the endpoint."""
+    clock = ManualClock(T0)
+    limits = {"create_tweet": asyncx.RateLimit(2, 10.0), "app:create_tweet": asyncx.RateLimit(3, 10.0)}
+    s = Scheduler(limits, clock=clock.time, sleep=clock.sleep)
+
+    async def send(user: str) -> bool:
+        try:
+            async with s.acquire(user, "create_tweet", max_wait=0.0) as permit:
+                permit.settle(_answer(asyncx.Response(200, {}, b"{}")))
+        except asyncx.RateLimited:
+            return False
+        return True
+
+    assert [await send("ann"), await send("ann"), await send("ann")] == [True, True, False]  # ann's 2
+    assert [await send("bob"), await send("cat")] == [True, False]  # the app's 3, whoever spent them
+    assert len(s.store) == 1  # type: ignore[arg-type]  # the app-wide window, not the users'
+    await s.aclose()
+
+
 async def test_24_hour_cap_learned_from_headers_also_gates() -> None:
     clock = ManualClock(T0)
     s = _scheduler(clock, create_tweet=asyncx.RateLimit(100, 900.0))
@@ -467,7 +488,7 @@ class GatedStore(MemoryStore):
         self.gate.set()
         self.failing = False
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         await self.gate.wait()
         if self.failing:
             raise asyncx.StoreUnavailable("the store is down")

@@ -22,7 +22,7 @@ from ._answers import HORIZON, LimitReading, ServerAnswer, read_answer, retry_af
 from ._counters import BudgetStats
 from ._memory import MemoryStore
 from ._scheduler import Permit, Scheduler
-from ._store import Answer, Store, Taken, WindowSpec, WindowView
+from ._store import Answer, Store, Taken, WindowLike, WindowSpec, WindowView
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
@@ -49,6 +49,7 @@ __all__ = [
     "ServerAnswer",
     "Store",
     "Taken",
+    "WindowLike",
     "WindowSpec",
     "WindowView",
     "read_answer",

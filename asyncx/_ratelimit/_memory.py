@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from ._store import (
     BOUNDLESS,
     LATE_RETRY,
+    SEP,
     UNLIMITED,
     Answer,
     OnAnswer,
     Skew,
     Taken,
-    WindowSpec,
+    WindowLike,
     WindowView,
     low,
     unseen_view,
@@ -31,31 +32,26 @@ class _Window:
     """One fixed window's counts. ``used`` counts grants in the current window; ``low`` is the lowest
     remaining count X reported for it. Room is ``low - in_flight`` once X has spoken (our in-flight
     sends may not have reached it yet), else ``limit - used``, or one probe at a time while the limit
-    is a guess, unknown, or the window has just reopened. ``reset`` is on X's clock."""
+    is a guess, unknown, or the window has just reopened. ``reset`` is on X's clock.
 
-    __slots__ = (
-        "guess",
-        "in_flight",
-        "limit",
-        "low",
-        "reopened",
-        "reset",
-        "seconds",
-        "touched",
-        "trusted",
-        "used",
-    )
+    This class is a budget's own window (``MemoryStore.bind``): never a guess, never swept. ``_Kept``
+    is one the store keeps by key.
+    """
 
-    def __init__(self, spec: WindowSpec, now: float) -> None:
+    __slots__ = ("in_flight", "key", "limit", "low", "reopened", "reset", "seconds", "trusted", "used")
+
+    guess = False
+    touched = 0.0
+
+    def __init__(self, spec: WindowLike) -> None:
+        self.key = spec.key
         self.limit = spec.limit
         self.seconds = spec.seconds
         self.trusted = spec.trusted
-        self.guess = spec.guess
         self.used = 0
         self.in_flight = 0
         self.low: int | None = None
         self.reset: float | None = None
-        self.touched = now
         self.reopened = False
 
     def room(self, now: float) -> int:
@@ -106,6 +102,18 @@ class _Window:
         return WindowView(room, self.limit, reset, self.seconds, probing)
 
 
+class _Kept(_Window):
+    """A window the store keeps by key (app-wide ones, shared by every budget; any not bound): it may
+    be a guess, and it is swept once idle since it was last asked for."""
+
+    __slots__ = ("guess", "touched")
+
+    def __init__(self, spec: WindowLike, now: float) -> None:
+        super().__init__(spec)
+        self.guess = spec.guess
+        self.touched = now
+
+
 class MemoryStore:
     """Windows kept in this process: the default store. Nothing here waits, so every call is atomic.
 
@@ -115,7 +123,7 @@ class MemoryStore:
     synchronous = True
 
     def __init__(self) -> None:
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, _Kept] = {}
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -123,10 +131,24 @@ class MemoryStore:
     def configure(self, *, flight_ttl: float) -> None:
         """Nothing to do: grants in this process end with it."""
 
-    def _get(self, spec: WindowSpec, now: float) -> _Window:
+    def bind(self, specs: Sequence[WindowLike], now: float) -> tuple[WindowLike, ...]:
+        """The windows themselves, to hand back in place of ``specs``: a user's own windows are kept by
+        their budget alone (no spec, no entry here), and an app-wide one is the one every budget shares.
+        A budget that is dropped takes its own windows with it."""
+        return tuple(
+            self._get(spec, now) if spec.guess or spec.key.startswith(SEP) else _Window(spec)
+            for spec in specs
+        )
+
+    def _get(self, spec: WindowLike, now: float) -> _Window:
+        if spec.__class__ is _Window:
+            return spec
+        return self._kept(spec, now)
+
+    def _kept(self, spec: WindowLike, now: float) -> _Kept:
         window = self._windows.get(spec.key)
         if window is None:
-            window = self._windows[spec.key] = _Window(spec, now)
+            window = self._windows[spec.key] = _Kept(spec, now)
             self._sweep(now)
         return window
 
@@ -141,13 +163,20 @@ class MemoryStore:
             if not window.idle(now):
                 windows[key] = window
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         return self.take_now(windows, n, now, skew)
 
-    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         x = now + low(skew)
         get = self._windows.get
-        held = [get(spec.key) or self._get(spec, x) for spec in windows]
+        held: list[_Window] = []
+        for spec in windows:
+            if spec.__class__ is _Window:
+                held.append(spec)
+            else:  # kept here: the sweep drops it once idle since it was last asked for
+                kept = get(spec.key) or self._kept(spec, x)
+                kept.touched = x
+                held.append(kept)
         granted = n
         for w in held:
             room = w.room(x)
@@ -157,7 +186,6 @@ class MemoryStore:
             for w in held:
                 w.used += granted
                 w.in_flight += granted
-                w.touched = x
             if granted == n:
                 return _TAKEN[granted] if granted < len(_TAKEN) else Taken(granted)
         wake: float | None = None
@@ -178,7 +206,7 @@ class MemoryStore:
 
     async def settle(
         self,
-        windows: Sequence[WindowSpec],
+        windows: Sequence[WindowLike],
         held: int,
         answer: Answer | None,
         now: float,
@@ -188,7 +216,7 @@ class MemoryStore:
         return self.settle_now(windows, held, answer, now, skew)
 
     def settle_now(
-        self, windows: Sequence[WindowSpec], held: int, answer: Answer | None, now: float, skew: Skew
+        self, windows: Sequence[WindowLike], held: int, answer: Answer | None, now: float, skew: Skew
     ) -> float | None:
         x = now + low(skew)
         if answer is None:  # sent, but no answer came: it may have reached X, so it stays counted
@@ -199,9 +227,8 @@ class MemoryStore:
         status = answer.status
         ok = status < 300
         resets: list[float] = []
-        get = self._windows.get
         for i, spec in enumerate(windows):
-            w = get(spec.key) or self._get(spec, x)
+            w = self._get(spec, x)
             if i < held:
                 w.in_flight = max(0, w.in_flight - 1)
             elif not w.used:
@@ -212,6 +239,7 @@ class MemoryStore:
                 if reading[1] == 0 and w.reset is not None:
                     resets.append(w.reset)
             elif ok and w.guess:
+                assert isinstance(w, _Kept)
                 # A documented app-wide cap that X's answers do not report does not apply to this app.
                 w.guess, w.limit = False, UNLIMITED
             elif ok and not w.trusted:
@@ -233,23 +261,23 @@ class MemoryStore:
         return max(later) - low(skew) if later else None
 
     async def refund(
-        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
+        self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
         self.refund_now(windows, n, now, skew)
 
-    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> None:
+    def refund_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> None:
         x = now + low(skew)
         for spec in windows:
             w = self._get(spec, x)
             w.in_flight = max(0, w.in_flight - n)
             w.used = max(0, w.used - n)
 
-    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
+    def view(self, windows: Sequence[WindowLike], now: float, skew: Skew) -> list[WindowView]:
         offset = low(skew)
         x = now + offset
         out = []
         for spec in windows:
-            w = self._windows.get(spec.key)
+            w = spec if spec.__class__ is _Window else self._windows.get(spec.key)
             out.append(unseen_view(spec) if w is None else w.view(x, offset))
         return out
 

@@ -34,6 +34,7 @@ from ._store import (
     OnAnswer,
     Skew,
     Taken,
+    WindowLike,
     WindowSpec,
     WindowView,
     low,
@@ -65,7 +66,7 @@ def _scripts() -> dict[str, str]:
 _OPS = ("take", "settle", "refund")
 
 
-def _window_arg(spec: WindowSpec) -> dict[str, Any]:
+def _window_arg(spec: WindowLike) -> dict[str, Any]:
     arg: dict[str, Any] = {"seconds": spec.seconds, "trusted": int(spec.trusted), "guess": int(spec.guess)}
     if spec.limit is not None:
         arg["limit"] = spec.limit
@@ -153,7 +154,7 @@ class RedisStore:
     def configure(self, *, flight_ttl: float) -> None:
         self._flight_ttl = flight_ttl
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         if self._use_fallback():
             return self._fallback_take(windows, n, now, skew)
         try:
@@ -186,7 +187,7 @@ class RedisStore:
 
     async def settle(
         self,
-        windows: Sequence[WindowSpec],
+        windows: Sequence[WindowLike],
         held: int,
         answer: Answer | None,
         now: float,
@@ -208,7 +209,7 @@ class RedisStore:
         return None if back is None else float(back) - shift
 
     async def refund(
-        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
+        self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
         if ticket is _FALLBACK:
             assert self._fallback is not None
@@ -216,18 +217,18 @@ class RedisStore:
             return
         await self._call(self._refund, windows, now, skew, {"n": n, "channel": self._channel})
 
-    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         raise NotImplementedError("RedisStore is not synchronous: await take()")
 
     def settle_now(
-        self, windows: Sequence[WindowSpec], held: int, answer: Answer | None, now: float, skew: Skew
+        self, windows: Sequence[WindowLike], held: int, answer: Answer | None, now: float, skew: Skew
     ) -> float | None:
         raise NotImplementedError("RedisStore is not synchronous: await settle()")
 
-    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> None:
+    def refund_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> None:
         raise NotImplementedError("RedisStore is not synchronous: await refund()")
 
-    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
+    def view(self, windows: Sequence[WindowLike], now: float, skew: Skew) -> list[WindowView]:
         out = []
         for spec in windows:
             seen = self._views.get(spec.key)
@@ -267,7 +268,7 @@ class RedisStore:
     async def _call(
         self,
         script: AsyncScript,
-        windows: Sequence[WindowSpec],
+        windows: Sequence[WindowLike],
         now: float,
         skew: Skew,
         fields: dict[str, Any],
@@ -337,7 +338,7 @@ class RedisStore:
     def _use_fallback(self) -> bool:
         return self._fallback is not None and self._down_until > time.monotonic()
 
-    def _fallback_take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    def _fallback_take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         assert self._fallback is not None and self._share is not None
         share = self._share
         scaled = [

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from .._errors import ValidationError
 from .._models import RateLimit
-from ._store import WindowSpec
+from ._store import SEP, WindowLike, WindowSpec
 
 __all__ = ["APP_PREFIX", "DEFAULT_LIMITS", "ENDPOINT_NAMES", "Rules", "resolve_limits"]
 
@@ -67,8 +67,6 @@ def resolve_limits(
 
 
 DAY = 86_400.0
-#: Joins user, endpoint and scope into a window's key; a leading one marks an app-wide window.
-SEP = "\x1f"
 
 
 class Rules:
@@ -139,6 +137,6 @@ class Rules:
         return WindowSpec(f"{user}{SEP}{endpoint}{SEP}{scope}", None, seconds), False
 
     @staticmethod
-    def span(specs: Sequence[WindowSpec]) -> float:
+    def span(specs: Sequence[WindowLike]) -> float:
         """How long a budget's own windows last: after that, an idle budget holds nothing."""
         return max((s.seconds for s in specs if not s.key.startswith(SEP)), default=0.0)

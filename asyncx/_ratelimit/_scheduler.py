@@ -33,7 +33,7 @@ from ._news import News
 from ._outbox import Outbox
 from ._queues import Ring, Waiters
 from ._rules import Rules
-from ._store import Answer, Store, Taken, WindowSpec
+from ._store import Answer, Store, Taken, WindowLike, low
 from ._wakeups import Wakeups
 
 __all__ = ["Permit", "Scheduler"]
@@ -56,30 +56,37 @@ class State(enum.Enum):
 
 
 _BUSY = (State.DRAINING, State.AGAIN, State.HANDED)
+#: How coarsely a budget's last use is kept, in seconds.
+_TICK = 1.0
 
 
-class _Budget(Counters):
+class _Budget:
     """One user's use of one endpoint: its state, its FIFO of waiting calls, the windows it needs room
-    in (by key, in the store) and its counters. ``scopes`` names the header scope of each window."""
+    in (by key, in the store) and its counters. ``scopes`` names the header scope of each window.
+
+    Most budgets only ever send: the counters of waits, 429s and refusals are made on first need.
+    """
 
     __slots__ = (
         "blocked_on",
         "endpoint",
         "in_flight",
+        "more",
         "scopes",
+        "sent",
         "specs",
         "state",
         "touched",
         "user",
         "waiters",
         "wake_at",
-        "warned",
     )
 
     def __init__(
-        self, user: str, endpoint: str, scopes: tuple[str | None, ...], specs: tuple[WindowSpec, ...]
+        self, user: str, endpoint: str, scopes: tuple[str | None, ...], specs: tuple[WindowLike, ...]
     ) -> None:
-        super().__init__()
+        self.sent = 0
+        self.more: Counters | None = None  # waited, rate_limited, rejected (its ``sent`` unused)
         self.user = user
         self.endpoint = endpoint
         self.scopes = scopes
@@ -90,10 +97,21 @@ class _Budget(Counters):
         self.blocked_on: str | None = None
         self.in_flight = 0
         self.touched = 0.0
-        self.warned = False  # about impossible headers: once per budget
 
     def queued(self) -> int:
         return self.waiters.live if self.waiters is not None else 0
+
+    def counters(self) -> Counters:
+        more = self.more
+        if more is None:
+            more = self.more = Counters()
+        return more
+
+    def stats(self) -> BudgetStats:
+        more = self.more
+        if more is None:
+            return BudgetStats(self.sent)
+        return BudgetStats(self.sent, more.waited, more.rate_limited, more.rejected)
 
 
 class Permit:
@@ -195,6 +213,9 @@ class Scheduler:
         self._store: Store = MemoryStore() if store is None else store
         self._store.configure(flight_ttl=flight_ttl)
         self._sync = self._store.synchronous
+        # The memory store hands a budget its own windows, so an idle budget is two small objects. Not a
+        # subclass's: it may look windows up by key.
+        self._bind = self._store.bind if type(self._store) is MemoryStore else None
         self._news: News[_Budget] = News(self._unblocked)
         self._store.subscribe(self._news.heard)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,6 +229,8 @@ class Scheduler:
         self._refiner: asyncio.Task[None] | None = None
         self._outbox = Outbox(sleep)
         self._closed = False
+        self._ticked = 0.0
+        self._warned: set[tuple[str, str]] = set()  # budgets told of impossible rate-limit headers
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -291,9 +314,13 @@ class Scheduler:
             by_user = self._budgets[endpoint] = {}
         budget = by_user.pop(user, None)
         if budget is None:
+            specs: tuple[WindowLike, ...]
             scopes, specs = self._rules.windows(user, endpoint)
+            now = self._clock()
+            if self._bind is not None:
+                specs = self._bind(specs, now + low(self._skew()))
             budget = _Budget(user, endpoint, scopes, specs)
-            budget.touched = self._clock()
+            budget.touched = self._tick(now)
             if endpoint not in self._totals:
                 self._totals[endpoint] = Counters()
             self._expire(by_user)
@@ -311,9 +338,16 @@ class Scheduler:
             b = by_user[user]
             if b.in_flight or b.state is not State.IDLE or b.queued():
                 return
-            if now < b.touched + Rules.span(b.specs):
+            if now < b.touched + Rules.span(b.specs) + _TICK:
                 return
             del by_user[user]
+
+    def _tick(self, now: float) -> float:
+        """``now`` to the tick: budgets touched within one share a float, rather than each holding its own
+        (expiry allows for the tick)."""
+        if now - self._ticked >= _TICK or now < self._ticked:
+            self._ticked = now
+        return self._ticked
 
     def _skew(self) -> tuple[float, float] | None:
         return self.server_clock.bounds
@@ -342,11 +376,11 @@ class Scheduler:
                 self._in_flight -= 1
                 budget.in_flight -= 1
         if taken.granted:
-            budget.touched = now
+            budget.touched = self._tick(now)
             return Permit(budget, len(specs), now, taken.ticket)
         return await self._wait(budget, max_wait, (taken, now, news))
 
-    async def _take(self, specs: Sequence[WindowSpec], n: int, now: float) -> Taken:
+    async def _take(self, specs: Sequence[WindowLike], n: int, now: float) -> Taken:
         if self._sync:
             return self._store.take_now(specs, n, now, self._skew())
         self._reserved += n  # slots held while the store is asked are not reported in flight
@@ -411,12 +445,13 @@ class Scheduler:
         finally:
             self._waiting -= 1
         waited = permit.granted_at - now
-        budget.waited += waited
+        if waited:
+            budget.counters().waited += waited
         self._totals[budget.endpoint].waited += waited
         return permit
 
     def _refuse(self, budget: _Budget) -> None:
-        budget.rejected += 1
+        budget.counters().rejected += 1
         self._totals[budget.endpoint].rejected += 1
 
     def _kick(self, budget: _Budget) -> None:
@@ -475,7 +510,7 @@ class Scheduler:
                 if unused > want - taken.granted:  # waiters left while the store answered
                     await self._give_back(budget, specs, unused - (want - taken.granted), taken.ticket)
                 if taken.granted:
-                    budget.touched = now
+                    budget.touched = self._tick(now)
                 if taken.granted < want:
                     if budget.state is not State.AGAIN and self._park(budget, taken, now, news):
                         return
@@ -616,7 +651,7 @@ class Scheduler:
             self._news.heard_any(spec.key for spec in specs[:held])
             self._slot_freed(budget)
         if answer is not None and answer.status == 429:
-            budget.rate_limited += 1
+            budget.counters().rate_limited += 1
             totals.rate_limited += 1
             if back_at is not None:
                 permit.parked = True
@@ -633,8 +668,8 @@ class Scheduler:
         response = permit.answer
         if response is None:
             return None
-        if response.problems and not budget.warned:
-            budget.warned = True
+        if response.problems and (budget.endpoint, budget.user) not in self._warned:
+            self._warned.add((budget.endpoint, budget.user))  # once per budget
             log.warning(
                 "ignored impossible rate-limit headers for %s of user %s: %s",
                 budget.endpoint,
@@ -658,7 +693,10 @@ class Scheduler:
 
     def _adopt(self, budget: _Budget, scope: str) -> None:
         """A response names a limit this budget had no window for (a 24-hour cap): track it from now on."""
+        spec: WindowLike
         spec, shared = self._rules.adopt(budget.user, budget.endpoint, scope)
+        if self._bind is not None:
+            (spec,) = self._bind((spec,), self._clock() + low(self._skew()))
         targets = [budget]
         if shared:
             targets += [b for b in self._budgets.get(budget.endpoint, {}).values() if b is not budget]
@@ -679,7 +717,7 @@ class Scheduler:
             self._spawn(self._give_back(budget, specs, 1, permit.ticket, freed=True))
 
     async def _give_back(
-        self, budget: _Budget, specs: Sequence[WindowSpec], n: int, ticket: object, freed: bool = False
+        self, budget: _Budget, specs: Sequence[WindowLike], n: int, ticket: object, freed: bool = False
     ) -> None:
         now, skew = self._clock(), self._skew()
         try:
@@ -693,7 +731,7 @@ class Scheduler:
         if freed:
             self._refunded(budget, specs)
 
-    def _refunded(self, budget: _Budget, specs: Sequence[WindowSpec]) -> None:
+    def _refunded(self, budget: _Budget, specs: Sequence[WindowLike]) -> None:
         """Room came back: budgets waiting on those windows ask again, and the slot goes on."""
         self._news.heard_any(spec.key for spec in specs)
         self._slot_freed(budget)

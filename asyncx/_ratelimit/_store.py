@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["Answer", "Skew", "Store", "Taken", "WindowSpec", "WindowView"]
+__all__ = ["Answer", "Skew", "Store", "Taken", "WindowLike", "WindowSpec", "WindowView"]
 
 #: Bounds on X's clock minus the caller's, ``(low, high)``, or None while nothing is known.
 Skew = tuple[float, float] | None
@@ -25,8 +25,26 @@ Skew = tuple[float, float] | None
 UNLIMITED = -1
 #: Room reported for an unlimited window.
 BOUNDLESS = 1 << 30
+#: Joins user, endpoint and scope into a window's key; a leading one marks an app-wide window.
+SEP = "\x1f"
 #: How long a window that reopened late (a 429 at its advertised reset) waits before its next probe.
 LATE_RETRY = 1.0
+
+
+class WindowLike(Protocol):
+    """What a store reads of a window it is handed: a ``WindowSpec``, or a store's own window object
+    standing in for one (``MemoryStore.bind``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def trusted(self) -> bool: ...
+    @property
+    def guess(self) -> bool: ...
 
 
 @attrs.frozen(slots=True)
@@ -102,13 +120,13 @@ class Store(Protocol):
         in flight. The scheduler sets it to the longest a request can take."""
         ...
 
-    async def take(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         """Grant up to ``n`` sends that every window has room for."""
         ...
 
     async def settle(
         self,
-        windows: Sequence[WindowSpec],
+        windows: Sequence[WindowLike],
         held: int,
         answer: Answer | None,
         now: float,
@@ -120,26 +138,26 @@ class Store(Protocol):
         ...
 
     async def refund(
-        self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew, ticket: object = None
+        self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
         """Give back ``n`` grants that were never used: they leave no trace."""
         ...
 
-    def take_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> Taken:
+    def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         """``take`` without a coroutine (``synchronous`` stores only)."""
         ...
 
     def settle_now(
-        self, windows: Sequence[WindowSpec], held: int, answer: Answer | None, now: float, skew: Skew
+        self, windows: Sequence[WindowLike], held: int, answer: Answer | None, now: float, skew: Skew
     ) -> float | None:
         """``settle`` without a coroutine (``synchronous`` stores only)."""
         ...
 
-    def refund_now(self, windows: Sequence[WindowSpec], n: int, now: float, skew: Skew) -> None:
+    def refund_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> None:
         """``refund`` without a coroutine (``synchronous`` stores only)."""
         ...
 
-    def view(self, windows: Sequence[WindowSpec], now: float, skew: Skew) -> list[WindowView]:
+    def view(self, windows: Sequence[WindowLike], now: float, skew: Skew) -> list[WindowView]:
         """The windows as this process last saw them, without a round trip (for ETAs)."""
         ...
 
@@ -151,7 +169,7 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
-def unseen_view(spec: WindowSpec) -> WindowView:
+def unseen_view(spec: WindowLike) -> WindowView:
     """A window nothing is known of yet: its whole limit is room (unbounded while the limit is unknown,
     as a seen window that is still probing counts it), probed one request at a time while the limit is
     a guess or unknown."""
