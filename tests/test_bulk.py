@@ -639,6 +639,23 @@ def test_line_keys_are_ids_or_content_with_occurrence() -> None:
     assert not isinstance(keys.key(4, "order-7", same), str)  # an id used twice is a problem
 
 
+def test_line_keys_count_occurrences_exactly_past_many_resizes() -> None:
+    """The compact table behind ``LineKeys`` agrees with a dict, however full it has grown."""
+    import random
+
+    from asyncx.bulk._jobs import _DigestTable
+
+    rng = random.Random(5)
+    pool = [rng.randbytes(12) for _ in range(6000)]
+    table, counts, firsts = _DigestTable(), {}, {}
+    ids = _DigestTable()
+    for number in range(1, 20001):
+        digest = rng.choice(pool)
+        counts[digest] = counts.get(digest, 0) + 1
+        assert table.add(digest) == counts[digest]
+        assert ids.setdefault(digest, number) == firsts.setdefault(digest, number)
+
+
 async def test_text_less_posts_land_exactly_once_through_lost_answers_and_a_kill(tmp_path: Path) -> None:
     """Polls have no duplicate check to fall back on: lost answers and a SIGKILL must not double them."""
     from asyncx.testing import Faults

@@ -210,3 +210,39 @@ async def test_a_success_body_x_does_not_document_is_malformed_and_delivered(
         assert client.rate_stats(BOB).sent == 1  # not retried: the post was made
     assert info.value.status == 201 and info.value.maybe_delivered is True
     assert "does not send" in str(info.value)
+
+
+#: A value other than the default for every field of a post but its text.
+_SET = {
+    "quote_tweet_id": "5",
+    "for_super_followers_only": True,
+    "reply": asyncx.Reply("9"),
+    "media": asyncx.Media(("1",)),
+    "poll": asyncx.Poll(("yes", "no"), 60),
+    "reply_settings": "following",
+    "geo": asyncx.Geo("p1"),
+    "direct_message_deep_link": "https://twitter.com/messages/compose?recipient_id=2244994945",
+    "card_uri": "card://1",
+    "community_id": "7",
+    "edit_options": asyncx.EditOptions("3"),
+    "made_with_ai": True,
+    "nullcast": True,
+    "paid_partnership": True,
+    "share_with_followers": True,
+}
+
+
+def test_every_post_field_leaves_the_text_only_shortcut() -> None:
+    """Text-only posts skip the converter; a post that sets any other field must not lose it."""
+    import attrs
+
+    from asyncx._endpoints import _json_body, _post_body
+
+    assert set(_SET) == {f.name for f in attrs.fields(asyncx.CreateTweet)} - {"text"}
+    plain = asyncx.CreateTweet(text="hi")
+    assert _post_body(plain) == _json_body(plain)
+    for name, value in _SET.items():
+        request = asyncx.CreateTweet(text="hi", **{name: value})  # type: ignore[arg-type]
+        body = json.loads(_post_body(request)[1])
+        assert name in body, name
+        assert _post_body(request) == _json_body(request)

@@ -55,3 +55,13 @@ def test_the_default_retry_policy_is_a_fresh_policy() -> None:
 
     assert client.retry.deadline == _DEFAULT_DEADLINE  # what a call uses before the policy is made
     assert asyncx.Client(retry=None).retry is None
+
+
+def test_a_text_only_post_is_encoded_and_read_without_cattrs() -> None:
+    code = (
+        "import asyncx; from asyncx._endpoints import endpoint_for; r = asyncx.CreateTweet(text='hi'); "
+        "e = endpoint_for(r); e.prepare(r, asyncx.BearerUser('t', '1'), 'https://api.x.com'); "
+        "e.parse({'data': {'id': '1', 'text': 'hi'}}, 201)"
+    )
+    assert "cattrs" not in _loaded_after(code)
+    assert "cattrs" in _loaded_after(code.replace("text='hi')", "text='hi', nullcast=True)"))

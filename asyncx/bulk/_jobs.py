@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+from array import array
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -177,19 +178,77 @@ class LineKeys:
     __slots__ = ("_ids", "_seen")
 
     def __init__(self) -> None:
-        self._seen: dict[bytes, int] = {}
-        self._ids: dict[str, int] = {}
+        self._seen = _DigestTable()  # content digest -> lines with it so far
+        self._ids = _DigestTable()  # digest of an id -> the line that has it
 
     def key(self, number: int, explicit: object, digest: bytes) -> str | LineProblem:
         if explicit is not None:
             if not isinstance(explicit, str) or not 1 <= len(explicit) <= 200 or _undecodable(explicit):
                 return LineProblem(number, "id: must be a string of 1 to 200 characters")
-            first = self._ids.setdefault(explicit, number)
+            first = self._ids.setdefault(hashlib.sha256(explicit.encode()).digest()[:12], number)
             if first != number:
                 return LineProblem(number, f"id: {explicit!r} is line {first}'s id too")
             return f"id:{explicit}"
-        occurrence = self._seen[digest] = self._seen.get(digest, 0) + 1
-        return f"sha:{digest.hex()}:{occurrence}"
+        return f"sha:{digest.hex()}:{self._seen.add(digest)}"
+
+
+class _DigestTable:
+    """12-byte digests to counts below 2**32 in three flat arrays (open addressing, linear probing):
+    about 30 bytes a line where a dict of bytes takes 120, so a pass over millions of lines stays small.
+    A digest is kept as its first 8 bytes and its last 4; no digest is all zeros (a chance of 2**-96)."""
+
+    __slots__ = ("_hi", "_lo", "_mask", "_used", "_values")
+
+    def __init__(self) -> None:
+        self._empty(1024)
+
+    def _empty(self, size: int) -> None:
+        self._mask = size - 1
+        self._hi = array("Q", bytes(8 * size))
+        self._lo = array("I", bytes(4 * size))
+        self._values = array("I", bytes(4 * size))
+        self._used = 0
+
+    def add(self, digest: bytes) -> int:
+        """Count one more of ``digest``; return how many there have been."""
+        i = self._slot(int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:12], "little"))
+        count = self._values[i] + 1
+        self._values[i] = count
+        return count
+
+    def setdefault(self, digest: bytes, value: int) -> int:
+        """The value kept for ``digest``, keeping ``value`` if there was none."""
+        i = self._slot(int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:12], "little"))
+        kept = self._values[i]
+        if kept:
+            return kept
+        self._values[i] = value
+        return value
+
+    def _slot(self, hi: int, lo: int) -> int:
+        """The index of a digest's slot, taken for it if it had none."""
+        his, los, mask = self._hi, self._lo, self._mask
+        i = hi & mask
+        while True:
+            held = his[i]
+            if held == hi and los[i] == lo:
+                return i
+            if not held and not los[i]:
+                break
+            i = (i + 1) & mask
+        his[i], los[i] = hi, lo
+        self._used += 1
+        if self._used * 3 > mask * 2:  # two thirds full: double it
+            self._grow()
+            return self._slot(hi, lo)
+        return i
+
+    def _grow(self) -> None:
+        old = zip(self._hi, self._lo, self._values, strict=True)
+        self._empty(2 * (self._mask + 1))
+        for hi, lo, value in old:
+            if hi or lo:
+                self._values[self._slot(hi, lo)] = value
 
 
 def content_digest(data: Mapping[str, Any]) -> bytes:
