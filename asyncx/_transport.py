@@ -7,6 +7,7 @@ function instead of a server. aiohttp's exceptions become ``TransportError`` her
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import json
 import ssl as _ssl
@@ -85,6 +86,42 @@ class Timeouts:
 
 
 _DEFAULT_TIMEOUTS = Timeouts()
+
+
+class _Slots:
+    """A semaphore whose free path is plain calls: ``take()``, else ``await wait()``; then ``release()``.
+    (``asyncio.Semaphore`` makes two coroutines per use, which the collector then has to visit.)"""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> bool:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait for a slot that ``release`` hands over."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot just as the wait was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
 
 
 class Transport(Protocol):
@@ -167,7 +204,7 @@ class AiohttpTransport:
         # inside it: ``_slots`` admits no more requests than the pool has connections. (aiohttp's per-read
         # timeout would do the same, at a cost of a timer per chunk read.)
         self._timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
-        self._slots = asyncio.Semaphore(max_connections) if session is None else None
+        self._slots = _Slots(max_connections) if session is None else None
         self._max_connections = max_connections
         self._ssl = ssl
         self._closed = False
@@ -191,18 +228,14 @@ class AiohttpTransport:
                     "the aiohttp session given to the client was closed while the client still uses it"
                 )
             )
-        slots = self._slots
-        if slots is None:
-            return await self._send(session, request)
-        async with slots:
-            return await self._send(session, request)
-
-    async def _send(self, session: aiohttp.ClientSession, request: WireRequest) -> Response:
         raw = request.body
         # A media segment: one write of the whole body (see _LargeBody).
         body: bytes | _LargeBody | None = (
             _LargeBody(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
         )
+        slots = self._slots  # taken here, so that ``total`` never counts the wait for a connection
+        if slots is not None and not slots.take():
+            await slots.wait()
         try:
             async with session.request(
                 request.method,
@@ -233,6 +266,9 @@ class AiohttpTransport:
             ) from None
         except RuntimeError as exc:  # aiohttp's "Session is closed", a loop mismatch and the like
             raise UsageError(f"the aiohttp session cannot send: {exc}") from None
+        finally:
+            if slots is not None:
+                slots.release()
 
     async def aclose(self) -> None:
         self._closed = True

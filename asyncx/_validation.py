@@ -68,14 +68,19 @@ def _parse_tweet() -> Callable[[str], Any]:
     return parse_tweet  # type: ignore[no-any-return]
 
 
+#: What every URL twitter-text finds holds: a dot before its top-level domain (or an address's digit).
+_DOT_THEN_NAME = re.compile(r"\.[0-9A-Za-z]")
+
+
 def _measure(text: str) -> tuple[int, bool]:
     """The weighted length of ``text`` and whether X accepts all its characters (twitter-text v3).
 
-    Plain ASCII with no dot and no carriage return holds no URL, no emoji and no invalid character,
-    so every character weighs 1 and the costly parse is skipped; everything else goes through
-    ``twitter-text-parser``, which runs the upstream conformance tests.
+    Plain ASCII with no carriage return and no dot followed by a letter or digit (so a sentence's full
+    stops are fine) holds no URL, no emoji and no invalid character: every character weighs 1 and the
+    costly parse is skipped. Everything else goes through ``twitter-text-parser``, which runs the
+    upstream conformance tests.
     """
-    if text.isascii() and "." not in text and "\r" not in text:
+    if text.isascii() and "\r" not in text and ("." not in text or _DOT_THEN_NAME.search(text) is None):
         return len(text), True
     parsed = _parse_tweet()(text)
     length = int(parsed.weightedLength)

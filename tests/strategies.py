@@ -11,6 +11,16 @@ bad_ids = st.one_of(
 )
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=400)
 any_text = st.text(max_size=320)
+#: Sentences with full stops, and pieces of URLs and domains: where a dot starts a URL and where not.
+sentences = st.lists(
+    st.sampled_from(
+        [
+            *("Hello", "world", "example", "t", "x", "2", ".com", ".co", ".io", ".2", "https://", "www."),
+            *(".", "..", ". ", " ", "\n", "!", "?", "/", ":", "-", "@", "#", "$", "(", ")"),
+        ]
+    ),
+    max_size=60,
+).map("".join)
 
 #: Keyword sets for create_tweet that are each invalid in at least one way.
 bad_post_kwargs = st.one_of(

@@ -51,9 +51,6 @@ def test_the_default_retry_policy_is_a_fresh_policy() -> None:
     client = asyncx.Client()
     assert isinstance(client.retry, asyncx.RetryPolicy)
     assert client.retry.stop.max_attempt_number == 6  # type: ignore[attr-defined]
-    from asyncx._client import _DEFAULT_DEADLINE
-
-    assert client.retry.deadline == _DEFAULT_DEADLINE  # what a call uses before the policy is made
     assert asyncx.Client(retry=None).retry is None
 
 

@@ -233,3 +233,28 @@ async def test_a_redirected_token_refresh_sends_the_refresh_token_nowhere(
             await client.create_tweet(text="hi", user=bob)
     assert elsewhere == [] and refreshed == []
     assert bob.access_token == "old" and bob.refresh_token == "r1"
+
+
+async def test_connection_slots_are_handed_on_in_order_and_never_lost_to_a_cancelled_wait() -> None:
+    from asyncx._transport import _Slots
+
+    slots = _Slots(1)
+    assert slots.take() and not slots.take()
+    first = asyncio.ensure_future(slots.wait())
+    gone = asyncio.ensure_future(slots.wait())
+    last = asyncio.ensure_future(slots.wait())
+    await asyncio.sleep(0)
+    gone.cancel()  # left while waiting: skipped
+    slots.release()  # handed to the first waiter
+    await first
+    first_cancelled_late = asyncio.ensure_future(slots.wait())
+    await asyncio.sleep(0)
+    slots.release()  # to ``last``
+    await last
+    slots.release()  # to the next waiter, which is cancelled as it is handed the slot
+    first_cancelled_late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first_cancelled_late
+    assert gone.cancelled()
+    assert slots.take()  # the slot it was handed came back
+    assert not slots.take()

@@ -10,7 +10,7 @@ from twitter_text import parse_tweet
 
 import asyncx
 
-from .strategies import any_text, ascii_text
+from .strategies import any_text, ascii_text, sentences
 
 
 def test_280_ascii_passes_281_fails() -> None:
@@ -51,6 +51,21 @@ def test_weighted_length_known_cases(text: str, weight: int) -> None:
 def test_ascii_fast_path_agrees_with_twitter_text(text: str) -> None:
     if text:
         assert asyncx.weighted_length(text) == parse_tweet(text).weightedLength
+
+
+@given(sentences)
+@settings(max_examples=400)
+def test_full_stops_skip_the_parse_and_urls_do_not(text: str) -> None:
+    if text and not text.isspace():
+        assert asyncx.weighted_length(text) == parse_tweet(text).weightedLength
+
+
+def test_a_sentence_with_full_stops_is_weighed_without_twitter_text() -> None:
+    from asyncx._validation import _measure, _parse_tweet
+
+    _parse_tweet.cache_clear()
+    assert _measure("Done. Next: 3 more... ok.") == (25, True)
+    assert _parse_tweet.cache_info().misses == 0
 
 
 @given(any_text)

@@ -226,7 +226,7 @@ class MemoryStore:
             return None
         status = answer.status
         ok = status < 300
-        resets: list[float] = []
+        resets: list[float] = [] if status == 429 else _NO_RESETS  # read only for a 429
         for i, spec in enumerate(windows):
             w = self._get(spec, x)
             if i < held:
@@ -236,7 +236,7 @@ class MemoryStore:
             reading = answer.readings[i] if i < len(answer.readings) else None
             if reading is not None:
                 w.reconcile(reading[0], reading[1], reading[2], status, x)
-                if reading[1] == 0 and w.reset is not None:
+                if reading[1] == 0 and w.reset is not None and status == 429:
                     resets.append(w.reset)
             elif ok and w.guess:
                 assert isinstance(w, _Kept)
@@ -289,3 +289,4 @@ class MemoryStore:
 
 
 _TAKEN = tuple(Taken(i) for i in range(64))
+_NO_RESETS: list[float] = []  # never appended to: only a 429 collects resets

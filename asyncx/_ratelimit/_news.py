@@ -58,6 +58,11 @@ class News(Generic[T]):
         for item in self._waiting.pop(key, ()):
             self._release(item, key)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any budget waits for news (most of the time none does)."""
+        return bool(self._waiting)
+
     def heard_any(self, keys: Iterable[str]) -> None:
         """Answers came in these windows: release whoever waits on one of them."""
         if self._waiting:

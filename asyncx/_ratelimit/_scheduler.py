@@ -33,7 +33,7 @@ from ._news import News
 from ._outbox import Outbox
 from ._queues import Ring, Waiters
 from ._rules import Rules
-from ._store import Answer, Store, Taken, WindowLike, low
+from ._store import Answer, Skew, Store, Taken, WindowLike, low
 from ._wakeups import Wakeups
 
 __all__ = ["Permit", "Scheduler"]
@@ -237,6 +237,40 @@ class Scheduler:
     def acquire(self, user: str, endpoint: str, *, max_wait: float | None = None) -> _Acquire:
         """Wait for room to send once as ``user`` to ``endpoint``; raise ``RateLimited`` past ``max_wait``."""
         return _Acquire(self._enter, self._finish, self._budget(user, endpoint), max_wait)
+
+    def grant_now(self, user: str, endpoint: str) -> Permit | None:
+        """A permit at once when one needs no waiting (a synchronous store, nobody queued ahead, room in
+        every window), else None: then ``grant``. With ``release``, the client's hot path, which makes
+        no coroutine and no context manager per send. Every permit granted must be released."""
+        if not self._sync or self._closed:
+            return None
+        budget = self._budget(user, endpoint)
+        if budget.queued() or self._ring or self._in_flight >= self.max_in_flight:
+            return None
+        now = self._clock()
+        specs = budget.specs
+        taken = self._store.take_now(specs, 1, now, self._skew())
+        if not taken.granted:
+            return None
+        self._in_flight += 1
+        budget.in_flight += 1
+        budget.touched = self._tick(now)
+        return Permit(budget, len(specs), now, taken.ticket)
+
+    async def grant(self, user: str, endpoint: str, max_wait: float | None = None) -> Permit:
+        """``acquire`` without the context manager: the permit must be given to ``release``."""
+        return await self._enter(self._budget(user, endpoint), max_wait)
+
+    def release(self, permit: Permit) -> Awaitable[None] | None:
+        """End a permit from ``grant_now`` or ``grant`` (its answer settled, or ``unused``). None when
+        that is done at once; else an awaitable that does it."""
+        if permit.done:
+            return None
+        permit.done = True
+        if self._sync or permit.returned:
+            self._finish_now(permit)
+            return None
+        return self._finish(permit)
 
     def now(self) -> float:
         """The scheduler's clock (local epoch seconds), on which ``eta`` and resets are given."""
@@ -624,44 +658,75 @@ class Scheduler:
 
     async def _finish(self, permit: Permit) -> None:
         """Release a permit's room; with an answer, reconcile its windows with the headers."""
+        if self._sync or permit.returned:
+            self._finish_now(permit)
+            return
+        now = self._clock()
+        answer = self._opening(permit, now)
+        specs, held, skew = permit.budget.specs, permit.held, self._skew()
+        back_at = None
+        try:  # shielded: a caller cancelled now must not leave the answer unrecorded
+            back_at = await asyncio.shield(self._store.settle(specs, held, answer, now, skew, permit.ticket))
+        except Exception as exc:
+            self._keep(exc, permit, answer, now, skew)
+        finally:
+            self._settled(permit)
+        self._after(permit, answer, back_at, now)
+
+    def _finish_now(self, permit: Permit) -> None:
+        """``_finish`` for a synchronous store (or a grant never used): nothing to await."""
         if permit.returned:
             self._refund(permit)
             return
-        budget = permit.budget
         now = self._clock()
+        answer = self._opening(permit, now)
+        skew = self._skew()
+        back_at = None
+        try:
+            back_at = self._store.settle_now(permit.budget.specs, permit.held, answer, now, skew)
+        except Exception as exc:
+            self._keep(exc, permit, answer, now, skew)
+        finally:
+            self._settled(permit)
+        self._after(permit, answer, back_at, now)
+
+    def _opening(self, permit: Permit, now: float) -> Answer | None:
+        """Count the send as answered (or lost), and read its answer."""
+        budget = permit.budget
         answer = self._answer(budget, permit, now)
         self._in_flight -= 1
         budget.in_flight -= 1
         budget.sent += 1
-        totals = self._totals[budget.endpoint]
-        totals.sent += 1
-        specs, held, skew = budget.specs, permit.held, self._skew()
-        back_at = None
-        try:
-            if self._sync:
-                back_at = self._store.settle_now(specs, held, answer, now, skew)
-            else:  # shielded: a caller cancelled now must not leave the answer unrecorded
-                back_at = await asyncio.shield(
-                    self._store.settle(specs, held, answer, now, skew, permit.ticket)
-                )
-        except Exception as exc:  # kept, and applied once the store answers again
-            log.warning("could not record an answer in the rate-limit store (kept for later): %s", exc)
-            self._outbox.keep(lambda: self._store.settle(specs, held, answer, now, skew, permit.ticket))
-        finally:
-            self._news.heard_any(spec.key for spec in specs[:held])
-            self._slot_freed(budget)
-        if answer is not None and answer.status == 429:
-            budget.counters().rate_limited += 1
-            totals.rate_limited += 1
-            if back_at is not None:
-                permit.parked = True
-                permit.retry_at = back_at + self.reset_margin
-            log.warning(
-                "429 for %s of user %s; budget parked until %s",
-                budget.endpoint,
-                budget.user,
-                f"{back_at - now:.1f}s from now" if back_at is not None else "unknown",
-            )
+        self._totals[budget.endpoint].sent += 1
+        return answer
+
+    def _keep(self, exc: Exception, permit: Permit, answer: Answer | None, now: float, skew: Skew) -> None:
+        """The store could not record an answer: it is kept, and applied once the store answers again."""
+        log.warning("could not record an answer in the rate-limit store (kept for later): %s", exc)
+        specs, held, store = permit.budget.specs, permit.held, self._store
+        self._outbox.keep(lambda: store.settle(specs, held, answer, now, skew, permit.ticket))
+
+    def _settled(self, permit: Permit) -> None:
+        budget = permit.budget
+        if self._news.waiting:
+            self._news.heard_any(spec.key for spec in budget.specs[: permit.held])
+        self._slot_freed(budget)
+
+    def _after(self, permit: Permit, answer: Answer | None, back_at: float | None, now: float) -> None:
+        if answer is None or answer.status != 429:
+            return
+        budget = permit.budget
+        budget.counters().rate_limited += 1
+        self._totals[budget.endpoint].rate_limited += 1
+        if back_at is not None:
+            permit.parked = True
+            permit.retry_at = back_at + self.reset_margin
+        log.warning(
+            "429 for %s of user %s; budget parked until %s",
+            budget.endpoint,
+            budget.user,
+            f"{back_at - now:.1f}s from now" if back_at is not None else "unknown",
+        )
 
     def _answer(self, budget: _Budget, permit: Permit, now: float) -> Answer | None:
         """The store's view of X's answer, learning the server's clock and new limits on the way."""
@@ -733,7 +798,8 @@ class Scheduler:
 
     def _refunded(self, budget: _Budget, specs: Sequence[WindowLike]) -> None:
         """Room came back: budgets waiting on those windows ask again, and the slot goes on."""
-        self._news.heard_any(spec.key for spec in specs)
+        if self._news.waiting:
+            self._news.heard_any(spec.key for spec in specs)
         self._slot_freed(budget)
 
     def _hand_on(self) -> None:
