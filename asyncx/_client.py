@@ -90,6 +90,8 @@ _READ_SLACK = 5.0
 
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
+#: Token refreshes within one attempt, when each new token expired while its call queued for budget.
+_MAX_MENDS = 3
 
 
 class Client:
@@ -583,14 +585,27 @@ class Client:
             try:
                 result = await self._budgeted(call)
             except Unauthorized as exc:
-                if not self._mend(call, exc):
-                    raise
-                if isinstance(call.user, BearerUser):
-                    await self._refresh(call.user, call.token)
-                result = await self._budgeted(call)
+                result = await self._mended(call, exc)
         except XError as exc:
             raise call.failed(exc) from None
         return call.endpoint.after_maybe_delivered(result) if call.maybe_delivered else result
+
+    async def _mended(self, call: Call, refused: Unauthorized) -> Any:
+        """The attempt again after a 401 that can be mended, or the 401. A refreshed OAuth 2.0 token can
+        expire again while its call queues for budget: a 401 after such a wait is not final, and the
+        token is refreshed again (up to ``_MAX_MENDS`` times)."""
+        for _ in range(_MAX_MENDS):
+            if not self._mend(call, refused):
+                raise refused
+            if isinstance(call.user, BearerUser):
+                await self._refresh(call.user, call.token)
+            try:
+                return await self._budgeted(call)
+            except Unauthorized as again:
+                if not (isinstance(call.user, BearerUser) and call.waited):
+                    raise
+                refused = again
+        raise refused
 
     async def _read_back(self, call: Call) -> Tweet | None:
         """The post an earlier attempt of ``call`` made, read from the user's posts; None when it was not
@@ -675,6 +690,7 @@ class Client:
                 endpoint.name,
                 None if deadline is None else max(0.0, deadline - self._clock()),
             )
+            call.waited = permit.waited > 0.0
             try:
                 wire = self._sign(call, user)
                 try:

@@ -64,6 +64,7 @@ class Call:
         "request",
         "token",
         "user",
+        "waited",
         "writing",
         "written_at",
     )
@@ -88,6 +89,7 @@ class Call:
         self.on_attempt = on_attempt
         self.attempts = 0
         self.writing = False  # an attempt is on the wire now
+        self.waited = False  # the last attempt queued for rate budget before it went out
         self.token: str | None = None  # the OAuth 2.0 access token the last attempt was signed with
         self.offset = 0.0  # the clock offset the last OAuth 1.0a attempt was signed with
         #: When the first and the last attempt went out (epoch seconds), as far as this call knows.

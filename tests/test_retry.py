@@ -2,13 +2,13 @@
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import tenacity
 
 import asyncx
-from asyncx.testing import FakeX, Faults
+from asyncx.testing import FakeUser, FakeX, Faults
 
 BOB = asyncx.BearerUser(access_token="t", user_id="42")
 CREATED = asyncx.Response(201, {}, b'{"data": {"id": "1", "text": "hi"}}')
@@ -239,13 +239,7 @@ async def test_expired_token_refreshed_once_for_concurrent_calls() -> None:
 
     async with FakeX() as fake:
         alice = fake.users.create()
-        bearer = asyncx.BearerUser(
-            access_token=alice.bearer.access_token,
-            user_id=alice.user_id,
-            refresh_token=alice.bearer.refresh_token,
-            client_id=fake.client_id,
-            on_refresh=on_refresh,
-        )
+        bearer = _refreshable(fake, alice, on_refresh)
         async with fake.client() as client:
             await client.create_tweet(text="before", user=bearer)
             old_refresh = bearer.refresh_token
@@ -261,6 +255,60 @@ async def test_expired_token_refreshed_once_for_concurrent_calls() -> None:
             fake.expire_token(bearer)
             await client.create_tweet(text="again", user=bearer)
         assert fake.refreshes == 2 and len(fake.posts) == 13
+
+
+def _refreshable(
+    fake: FakeX,
+    user: FakeUser,
+    on_refresh: Callable[[asyncx.BearerUser], Awaitable[None]],
+    access_token: str | None = None,
+) -> asyncx.BearerUser:
+    """A copy of a fake user's OAuth 2.0 credentials that refreshes through ``on_refresh``."""
+    return asyncx.BearerUser(
+        access_token=access_token or user.bearer.access_token,
+        user_id=user.user_id,
+        refresh_token=user.bearer.refresh_token,
+        client_id=fake.client_id,
+        on_refresh=on_refresh,
+    )
+
+
+async def test_a_token_that_expires_again_while_its_call_waits_for_budget_is_refreshed_again() -> None:
+    """One post a second. The call's first token has expired; while it is refreshed, the user's budget is
+    spent elsewhere and the new token expires too, so it expires while the call waits for the next
+    window (as 3-second tokens do under a tight budget). That second 401 is not final."""
+    one_a_second = {"create_tweet": asyncx.RateLimit(1, 1.0)}
+    async with FakeX(limits=one_a_second) as fake:
+        alice = fake.users.create()
+
+        async with fake.client(rate_limits=one_a_second) as client:
+
+            async def meanwhile(user: asyncx.BearerUser) -> None:
+                if fake.refreshes == 1:
+                    await client.create_tweet(text="elsewhere", user=alice.oauth1)  # the same budget
+                    fake.expire_token(user)
+
+            bearer = _refreshable(fake, alice, meanwhile)
+            await client.create_tweet(text="first", user=bearer)
+            fake.expire_token(bearer)
+            await client.create_tweet(text="second", user=bearer)  # 401, refresh, wait, 401, refresh
+        assert fake.refreshes == 2 and len(fake.posts) == 3
+        assert fake.count(401) == 2
+
+
+async def test_a_refreshed_token_refused_without_a_wait_is_final() -> None:
+    """Refused at once after a refresh: the credentials are wrong, not stale. No refresh loop."""
+    async with FakeX() as fake:
+        alice = fake.users.create()
+
+        async def expire_every_new_token(user: asyncx.BearerUser) -> None:
+            fake.expire_token(user)
+
+        bearer = _refreshable(fake, alice, expire_every_new_token, access_token="stale")
+        async with fake.client() as client:
+            with pytest.raises(asyncx.Unauthorized):
+                await client.create_tweet(text="x", user=bearer)
+        assert fake.refreshes == 1 and fake.count(401) == 2
 
 
 async def test_failed_refresh_raises_unauthorized() -> None:

@@ -120,9 +120,21 @@ class Permit:
 
     After a 429 whose headers name a reset, ``parked`` is true: the budget waits for that reset and
     the call should be queued again. ``retry_at`` is when budget is expected back (local time).
+    ``waited`` is how long the call queued for it (seconds).
     """
 
-    __slots__ = ("answer", "budget", "done", "granted_at", "held", "parked", "retry_at", "returned", "ticket")
+    __slots__ = (
+        "answer",
+        "budget",
+        "done",
+        "granted_at",
+        "held",
+        "parked",
+        "retry_at",
+        "returned",
+        "ticket",
+        "waited",
+    )
 
     def __init__(self, budget: _Budget, held: int, granted_at: float, ticket: object) -> None:
         self.budget = budget
@@ -134,6 +146,7 @@ class Permit:
         self.parked = False
         self.retry_at: float | None = None
         self.returned = False
+        self.waited = 0.0
 
     def settle(self, answer: ServerAnswer) -> None:
         """Record X's answer; the scheduler reads it when the ``async with`` block ends."""
@@ -478,7 +491,7 @@ class Scheduler:
             raise
         finally:
             self._waiting -= 1
-        waited = permit.granted_at - now
+        waited = permit.waited = permit.granted_at - now
         if waited:
             budget.counters().waited += waited
         self._totals[budget.endpoint].waited += waited
