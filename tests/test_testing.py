@@ -52,6 +52,35 @@ async def test_post_duplicate_and_inspection() -> None:
         assert fake.users["alice"] is alice
 
 
+async def test_access_tokens_live_token_lifetime_and_a_spent_refresh_token_is_counted() -> None:
+    clock = ManualClock()
+    async with FakeX(clock=clock, token_lifetime=3.0) as fake:
+        alice = fake.users.create()
+        user = asyncx.BearerUser(
+            alice.bearer.access_token,
+            alice.user_id,
+            refresh_token=alice.bearer.refresh_token,
+            client_id=fake.client_id,
+        )
+        first_refresh = user.refresh_token
+        async with fake.client(clock=clock.time, sleep=clock.sleep) as client:
+            await client.create_tweet(text="fresh", user=user)
+            await clock.advance(3.0)  # the first token has lived its 3 s
+            await client.create_tweet(text="refreshed", user=user)
+            assert fake.refreshes == 1 and fake.count(401) == 1
+            await clock.advance(2.9)  # the new one still lives
+            await client.create_tweet(text="still", user=user)
+            assert fake.refreshes == 1
+        form = {"grant_type": "refresh_token", "refresh_token": first_refresh, "client_id": fake.client_id}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(fake.base_url + "/2/oauth2/token", data=form) as resp:
+                assert resp.status == 400  # single use
+            form["refresh_token"] = user.refresh_token or ""
+            async with session.post(fake.base_url + "/2/oauth2/token", data=form) as resp:
+                assert (await resp.json())["expires_in"] == 3
+        assert fake.refresh_reuses == 1 and len(fake.posts) == 3
+
+
 async def test_fixed_window_anchored_on_first_request_with_headers() -> None:
     clock = ManualClock(1000.25)
     async with FakeX(clock=clock, limits={"create_tweet": asyncx.RateLimit(2, 10.0)}) as fake:

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         "--media-processing", type=float, default=2.0, help="seconds a video or GIF takes to process"
     )
     p.add_argument(
+        "--token-lifetime", type=float, default=None, help="seconds an OAuth 2.0 access token lives"
+    )
+    p.add_argument(
         "--http", action="store_true", help="serve plain HTTP instead of HTTPS (loopback use only)"
     )
     p.add_argument("--tls", action="store_true", help=argparse.SUPPRESS)  # HTTPS is the default now
@@ -84,6 +87,7 @@ def _fake(args: argparse.Namespace) -> FakeX:
         port=args.port,
         state=args.state,
         media_processing=args.media_processing,
+        token_lifetime=args.token_lifetime,
     )
 
 

@@ -314,6 +314,9 @@ class FakeX:
     ``app_daily_limit`` add X's 24-hour caps on posts. ``clock`` gives epoch seconds (a
     ``ManualClock`` for tests that must not sleep) and ``skew`` shifts the server's clock from it.
     ``faults`` injects errors, dropped connections and latency, drawn from ``random.Random(seed)``.
+    ``token_lifetime`` is how long an OAuth 2.0 access token lives, from when it was issued (the users'
+    first ones from when they were made), and what ``expires_in`` says; None (the default) keeps them
+    until ``expire_token``, while ``expires_in`` says X's 7200.
     """
 
     def __init__(
@@ -333,6 +336,7 @@ class FakeX:
         timestamp_tolerance: float = 300.0,
         state: str | Path | None = None,
         media_processing: float = 2.0,
+        token_lifetime: float | None = None,
     ) -> None:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.user_daily_limit = user_daily_limit
@@ -367,6 +371,11 @@ class FakeX:
         self.media: dict[str, FakeMedia] = {}
         #: Seconds (server clock) a video or GIF takes to process after it is finalized.
         self.media_processing = media_processing
+        self.token_lifetime = token_lifetime
+        #: Refresh attempts with a refresh token that had been used already (X refuses them).
+        self.refresh_reuses = 0
+        self._expiries: dict[str, float] = {}  # access token -> when it expires (server clock)
+        self._spent: set[str] = set()  # refresh tokens used once
         #: Bytes of media received (one-shot uploads and appended segments), resent ones included.
         self.media_bytes = 0
         self._fail_processing = 0
@@ -548,6 +557,8 @@ class FakeX:
     def _register(self, user: FakeUser) -> None:
         self._oauth1[user.oauth1.access_token] = (user.oauth1.access_token_secret, user.user_id)
         self._bearer[user.bearer.access_token] = user.user_id
+        if self.token_lifetime is not None:
+            self._expiries[user.bearer.access_token] = self.now() + self.token_lifetime
         assert user.bearer.refresh_token is not None
         self._refresh_tokens[user.bearer.refresh_token] = user.user_id
 
@@ -555,10 +566,13 @@ class FakeX:
         """Expire a user's current OAuth 2.0 access token: it now gets 401 until refreshed."""
         bearer = user.bearer if isinstance(user, FakeUser) else user
         self._bearer.pop(bearer.access_token, None)
+        self._expiries.pop(bearer.access_token, None)
 
     async def _token(self, request: web.Request) -> web.Response:
         form = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
         user_id = self._refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if user_id is None and form.get("refresh_token") in self._spent:
+            self.refresh_reuses += 1
         if (
             form.get("grant_type") != "refresh_token"
             or form.get("client_id") != self.client_id
@@ -569,14 +583,17 @@ class FakeX:
                 "error_description": "Value passed for the token was invalid.",
             }
             return web.json_response(refused, status=400)
+        self._spent.add(form["refresh_token"])
         access, refresh = secrets.token_urlsafe(30), secrets.token_urlsafe(30)
         self._bearer[access] = user_id
+        if self.token_lifetime is not None:
+            self._expiries[access] = self.now() + self.token_lifetime
         self._refresh_tokens[refresh] = user_id
         self.refreshes += 1
         scope = "tweet.read tweet.write users.read bookmark.write offline.access"
         payload: dict[str, object] = {
             "token_type": "bearer",
-            "expires_in": 7200,
+            "expires_in": 7200 if self.token_lifetime is None else max(1, round(self.token_lifetime)),
             "access_token": access,
             "scope": scope,
             "refresh_token": refresh,
@@ -696,7 +713,11 @@ class FakeX:
         header = request.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer":
-            user_id = self._bearer.get(credentials.strip())
+            token = credentials.strip()
+            user_id = self._bearer.get(token)
+            if user_id is not None and self._expiries.get(token, math.inf) <= self.now():
+                del self._bearer[token]  # expired: X answers as for any token it does not know
+                user_id = None
             if user_id is None:
                 return None, self._error(v2, 401, "Unauthorized", 89, "Invalid or expired token.")
             if _OAUTH2 not in route.auth:
