@@ -167,7 +167,7 @@ class _Acquire:
     def __init__(
         self,
         enter: Callable[[_Budget, float | None], Awaitable[Permit]],
-        exit: Callable[[Permit], Awaitable[None]],
+        exit: Callable[[Permit], Awaitable[None] | None],
         budget: _Budget,
         max_wait: float | None,
     ) -> None:
@@ -184,10 +184,10 @@ class _Acquire:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        permit = self._permit
-        if permit is not None and not permit.done:
-            permit.done = True
-            await self._exit(permit)
+        if self._permit is not None:
+            pending = self._exit(self._permit)
+            if pending is not None:
+                await pending
 
 
 class Scheduler:
@@ -249,7 +249,7 @@ class Scheduler:
 
     def acquire(self, user: str, endpoint: str, *, max_wait: float | None = None) -> _Acquire:
         """Wait for room to send once as ``user`` to ``endpoint``; raise ``RateLimited`` past ``max_wait``."""
-        return _Acquire(self._enter, self._finish, self._budget(user, endpoint), max_wait)
+        return _Acquire(self._enter, self.release, self._budget(user, endpoint), max_wait)
 
     def grant_now(self, user: str, endpoint: str) -> Permit | None:
         """A permit at once when one needs no waiting (a synchronous store, nobody queued ahead, room in
@@ -258,17 +258,15 @@ class Scheduler:
         if not self._sync or self._closed:
             return None
         budget = self._budget(user, endpoint)
-        if budget.queued() or self._ring or self._in_flight >= self.max_in_flight:
+        if self._must_queue(budget):
             return None
-        now = self._clock()
-        specs = budget.specs
+        now, specs = self._clock(), budget.specs
         taken = self._store.take_now(specs, 1, now, self._skew())
         if not taken.granted:
             return None
         self._in_flight += 1
         budget.in_flight += 1
-        budget.touched = self._tick(now)
-        return Permit(budget, len(specs), now, taken.ticket)
+        return self._granted(budget, specs, now, taken)
 
     async def grant(self, user: str, endpoint: str, max_wait: float | None = None) -> Permit:
         """``acquire`` without the context manager: the permit must be given to ``release``."""
@@ -405,7 +403,7 @@ class Scheduler:
         """Grant at once if nobody is ahead and the windows have room; else queue the call."""
         if self._closed:
             raise ClientClosed("the client is closed")
-        if budget.queued() or self._ring or self._in_flight >= self.max_in_flight:
+        if self._must_queue(budget):
             return await self._wait(budget, max_wait, None)
         now = self._clock()
         news = self._news.count
@@ -423,9 +421,18 @@ class Scheduler:
                 self._in_flight -= 1
                 budget.in_flight -= 1
         if taken.granted:
-            budget.touched = self._tick(now)
-            return Permit(budget, len(specs), now, taken.ticket)
+            return self._granted(budget, specs, now, taken)
         return await self._wait(budget, max_wait, (taken, now, news))
+
+    def _must_queue(self, budget: _Budget) -> bool:
+        """Whether a call must queue whatever the windows say: calls of its budget wait ahead of it, or
+        the in-flight slots are all taken or promised."""
+        return bool(budget.queued() or self._ring or self._in_flight >= self.max_in_flight)
+
+    def _granted(self, budget: _Budget, specs: Sequence[WindowLike], now: float, taken: Taken) -> Permit:
+        """The permit for a grant the store made at once in ``specs`` (already counted in flight)."""
+        budget.touched = self._tick(now)
+        return Permit(budget, len(specs), now, taken.ticket)
 
     async def _take(self, specs: Sequence[WindowLike], n: int, now: float) -> Taken:
         if self._sync:
@@ -670,10 +677,8 @@ class Scheduler:
     # -- answers ---------------------------------------------------------------------------------
 
     async def _finish(self, permit: Permit) -> None:
-        """Release a permit's room; with an answer, reconcile its windows with the headers."""
-        if self._sync or permit.returned:
-            self._finish_now(permit)
-            return
+        """Release a permit's room; with an answer, reconcile its windows with the headers (a store that
+        must be awaited; ``release`` calls ``_finish_now`` for the others)."""
         now = self._clock()
         answer = self._opening(permit, now)
         specs, held, skew = permit.budget.specs, permit.held, self._skew()

@@ -219,12 +219,12 @@ class _DigestTable:
     def add(self, digest: bytes) -> bool:
         """Keep ``digest``; True if it is new."""
         used = self._used
-        self._slot(int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:12], "little"))
+        self._slot(*_halves(digest))
         return self._used != used
 
     def setdefault(self, digest: bytes, value: int) -> int:
         """The value kept for ``digest``, keeping ``value`` (not 0) if there was none."""
-        i = self._slot(int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:12], "little"))
+        i = self._slot(*_halves(digest))
         values = self._values  # read after: taking the slot may have moved the table
         assert values is not None, "a table made with_values"
         kept = values[i]
@@ -261,6 +261,11 @@ class _DigestTable:
                 at = self._slot(hi, lo)
                 if values is not None and moved is not None:
                     moved[at] = values[i]
+
+
+def _halves(digest: bytes) -> tuple[int, int]:
+    """A 12-byte digest as the table keeps it: its first 8 bytes and its last 4, as integers."""
+    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:12], "little")
 
 
 def content_digest(data: Mapping[str, Any]) -> bytes:
