@@ -8,7 +8,10 @@
    Redis against ``asyncx.testing`` with short windows: 429s and makespan against the ideal.
 
     python benchmarks/bench_redis.py        (needs redis-server on PATH)
-Targets: zero 429s and makespan within 1.1x of ideal with three workers.
+3. The same three workers on a local three-node Redis Cluster (``RedisStore(url, cluster=True)``).
+
+Targets: zero 429s and makespan within 1.1x of ideal with three workers on one Redis, 1.2x on the
+Cluster.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import asyncx  # noqa: E402
 from asyncx._ratelimit import Scheduler, read_answer  # noqa: E402
 from asyncx.testing import FakeX  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.redis_server import RedisClusterServers, RedisServer  # noqa: E402
 from tests.redis_worker import makespan, run_workers  # noqa: E402
 
 LIMIT = asyncx.RateLimit(1_000_000, 900.0)
@@ -60,16 +63,22 @@ async def throughput(store: asyncx.Store | None, calls: int, concurrency: int) -
     return calls / elapsed, sum(latencies) / len(latencies)
 
 
-async def three_workers(redis_url: str, users_count: int = 20, per_worker: int = 4) -> None:
+async def three_workers(
+    redis_url: str, users_count: int = 20, per_worker: int = 4, cluster: bool = False
+) -> None:
     limit, window = 4, 2.5
     async with FakeX(limits={"create_tweet": asyncx.RateLimit(limit, window)}) as fake:
         users = [fake.users.create() for _ in range(users_count)]
         with tempfile.TemporaryDirectory() as tmp:
-            results = await run_workers(fake, redis_url, "bench", users, Path(tmp), per_worker, limit, window)
+            results = await run_workers(
+                fake, redis_url, "bench", users, Path(tmp), per_worker, limit, window, cluster=cluster
+            )
         actual, ideal = makespan(fake, users, 3 * per_worker, limit, window)
         errors = sum(sum(r["errors"].values()) for r in results)
+        where = "3-node Redis Cluster" if cluster else "one Redis"
         print(
-            f"3 workers x {users_count} users x {3 * per_worker} posts, {limit} per user per {window} s: "
+            f"{where}: 3 workers x {users_count} users x {3 * per_worker} posts, "
+            f"{limit} per user per {window} s: "
             f"posts={len(fake.posts)} 429s={fake.count(429)} errors={errors} "
             f"makespan={actual:.2f}s ideal={ideal:.2f}s ratio={actual / ideal:.3f}"
         )
@@ -107,6 +116,12 @@ async def main() -> None:
         await three_workers(server.url)
     finally:
         server.close()
+    nodes = RedisClusterServers()
+    nodes.start()
+    try:
+        await three_workers(nodes.url, cluster=True)
+    finally:
+        nodes.close()
 
 
 if __name__ == "__main__":

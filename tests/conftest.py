@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 pytest_plugins = ["pytester"]
 
@@ -21,6 +21,15 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One local three-node Redis Cluster for the session."""
+    cluster = RedisClusterServers()
+    cluster.start()
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

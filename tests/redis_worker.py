@@ -1,6 +1,6 @@
 """Worker processes of a multi-process job sharing budgets through Redis (test_redis_store, bench_redis).
 
-    python -m tests.redis_worker BASE_URL REDIS_URL PREFIX USERS_JSON WORKER PER_USER LIMIT WINDOW
+    python -m tests.redis_worker BASE_URL REDIS_URL PREFIX USERS_JSON WORKER PER_USER LIMIT WINDOW [cluster]
 
 Posts ``PER_USER`` posts for every user in ``USERS_JSON`` (``[[user_id, bearer token], ...]``) and prints
 a JSON summary: posts made, 429s this worker saw, and errors by type. ``run_workers`` starts several.
@@ -31,6 +31,7 @@ async def run_workers(
     limit: int,
     window: float,
     count: int = 3,
+    cluster: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``count`` worker processes posting for ``users`` against ``fake``; their JSON summaries."""
     users_file = directory / "users.json"
@@ -46,6 +47,7 @@ async def run_workers(
             str(per_user),
             str(limit),
             str(window),
+            *(["cluster"] if cluster else []),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -74,11 +76,11 @@ def makespan(
 
 
 async def main(argv: list[str]) -> dict[str, object]:
-    base_url, redis_url, prefix, users_file, worker, per_user, limit, window = argv
+    base_url, redis_url, prefix, users_file, worker, per_user, limit, window, *cluster = argv
     with open(users_file, encoding="utf-8") as f:
         users = [asyncx.BearerUser(access_token=token, user_id=uid) for uid, token in json.load(f)]
     rate = {"create_tweet": asyncx.RateLimit(int(limit), float(window))}
-    store = asyncx.RedisStore(redis_url, prefix=prefix)
+    store = asyncx.RedisStore(redis_url, prefix=prefix, cluster=cluster == ["cluster"])
     errors: Counter[str] = Counter()
     async with asyncx.Client(base_url=base_url, rate_limits=rate, store=store) as client:
 

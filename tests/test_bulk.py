@@ -202,7 +202,7 @@ def test_workers_share_budgets_through_redis(tmp_path: Path, redis_server: Redis
 
         redis = Redis.from_url(redis_server.url)
         try:
-            return await redis.keys("asyncx:*create_tweet*")
+            return await redis.keys("asyncx:{*}t")  # a user's post budget
         finally:
             await redis.aclose()
 

@@ -12,15 +12,22 @@ import pytest
 
 import asyncx
 from asyncx import Answer, MemoryStore, RedisStore, Store, WindowSpec
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "cluster":
+        # Each test window is its own key, so a budget of several spans hash slots: one script each.
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        redis = RedisStore(cluster.url, prefix=redis_prefix, redis_time=False, cluster=True)
+        yield redis
+        await redis.aclose()
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     redis = RedisStore(server.url, prefix=redis_prefix, redis_time=False)

@@ -21,14 +21,16 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import StoreUnavailable
 from ._memory import MemoryStore
 from ._store import (
     BOUNDLESS,
+    SEP,
     UNLIMITED,
     Answer,
     OnAnswer,
@@ -66,11 +68,76 @@ def _scripts() -> dict[str, str]:
 _OPS = ("take", "settle", "refund")
 
 
-def _window_arg(spec: WindowLike) -> dict[str, Any]:
-    arg: dict[str, Any] = {"seconds": spec.seconds, "trusted": int(spec.trusted), "guess": int(spec.guess)}
+#: One letter per endpoint in key names: Redis pays for every byte of every key.
+_ENDPOINT_CODES = {
+    "create_tweet": "t",
+    "bookmark": "b",
+    "add_collection_entry": "a",
+    "curate_collection": "c",
+    "user_tweets": "r",
+    "media_upload": "u",
+    "media_initialize": "i",
+    "media_append": "p",
+    "media_finalize": "f",
+    "media_status": "s",
+    "media_metadata": "m",
+}
+_SCOPE_IDS = {"window": 0, "user-24h": 1, "app-24h": 2}
+
+
+@lru_cache(maxsize=8192)
+def _place(key: str) -> tuple[str, int]:
+    """Where a window lives in Redis: its key (after the prefix) and its record's id in that key.
+
+    A user's windows of one endpoint share a key, ``{user}t``, and the braces are its Cluster hash tag;
+    app-wide windows share ``{app:t}``. Keys without the scheduler's separators stand alone."""
+    head, sep, scope = key.rpartition(SEP)
+    if not sep:
+        return "{" + key + "}", 0
+    ident = _SCOPE_IDS.get(scope)
+    if ident is None:
+        ident = 3 + int(scope) if scope.isdigit() and int(scope) < 28 else 31
+    owner, _, endpoint = head.rpartition(SEP)
+    code = _ENDPOINT_CODES.get(endpoint, endpoint)
+    if owner == SEP + "app":
+        return "{app:" + code + "}", ident
+    return "{" + owner + "}" + code, ident
+
+
+def _window_arg(spec: WindowLike, k: int, ident: int, name: str) -> dict[str, Any]:
+    arg: dict[str, Any] = {
+        "seconds": spec.seconds,
+        "trusted": int(spec.trusted),
+        "guess": int(spec.guess),
+        "k": k,
+        "id": ident,
+        "name": name,
+    }
     if spec.limit is not None:
         arg["limit"] = spec.limit
     return arg
+
+
+#: Connections to one Redis node per process.
+_CONNECTIONS = 64
+
+
+def connect(url: str, *, cluster: bool = False, timeout: float = 2.0) -> Redis:
+    """A client for one Redis node, or for a Redis Cluster reached through any of its nodes (it follows
+    MOVED and ASK redirections itself)."""
+    try:
+        from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.cluster import RedisCluster
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("asyncx needs the redis package for Redis: pip install 'asyncx[redis]'") from exc
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if cluster:
+        return cast("Redis", RedisCluster.from_url(url, **options))
+    # Calls beyond the pool wait for a connection: thousands of budgets asking at once is normal load.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=_CONNECTIONS, timeout=60, health_check_interval=30, **options
+    )
+    return Redis.from_pool(pool)
 
 
 def _redact(url: str) -> str:
@@ -99,6 +166,9 @@ class RedisStore:
     and the ``max_wait`` estimate from the windows as last seen. Keys start with ``prefix`` and expire
     after their windows.
 
+    ``cluster=True`` talks to a Redis Cluster: every script touches one hash slot (a budget's own
+    windows share a key; app-wide windows are taken in a second script).
+
     If Redis cannot be reached, calls fail with ``asyncx.StoreUnavailable`` (nothing is sent blind). With
     ``fallback_share`` (0 < share <= 1), the process instead counts locally against that share of every
     limit, with a warning, and goes back to Redis once it answers again. ``redis_time=False`` uses the
@@ -114,17 +184,18 @@ class RedisStore:
         timeout: float = 2.0,
         redis_time: bool = True,
         retry_after_failure: float = 1.0,
+        cluster: bool = False,
     ) -> None:
         if fallback_share is not None and not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be in (0, 1]")
-        try:
-            from redis.asyncio import Redis
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("RedisStore needs the redis package: pip install 'asyncx[redis]'") from exc
         self._url = url
-        self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-        )
+        self._cluster = cluster
+        self._redis = connect(url, cluster=cluster, timeout=timeout)
+        self._node: Redis | None = None
+        self._gate = asyncio.Semaphore(_CONNECTIONS)
+        self._discovery = asyncio.Lock()
+        self._ready = False
+        self._timeout = timeout
         scripts = _scripts()
         self._take = self._redis.register_script(scripts["take"])
         self._settle = self._redis.register_script(scripts["settle"])
@@ -145,7 +216,8 @@ class RedisStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisStore({_redact(self._url)!r}, prefix={self._prefix[:-1]!r})"
+        cluster = ", cluster=True" if self._cluster else ""
+        return f"RedisStore({_redact(self._url)!r}, prefix={self._prefix[:-1]!r}{cluster})"
 
     # -- the Store interface ------------------------------------------------------------------------
 
@@ -158,32 +230,50 @@ class RedisStore:
         if self._use_fallback():
             return self._fallback_take(windows, n, now, skew)
         try:
-            reply, shift = await self._call(self._take, windows, now, skew, {"n": n})
+            return await self._take_all(windows, n, now, skew)
         except StoreUnavailable:
             if self._fallback is None:
                 raise
             return self._fallback_take(windows, n, now, skew)
+
+    async def _take_all(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
+        """Take in every group of windows (one on a single node; one per hash slot on a Cluster), giving
+        back what earlier groups granted beyond what a later one could."""
+        granted = n
+        taken: list[Sequence[WindowLike]] = []
+        stop: Taken | None = None
+        for group in self._groups(windows):
+            reply, shift = await self._call(self._take, group, now, skew, {"n": granted})
+            for spec, seen in zip(group, reply["windows"], strict=True):
+                reset = seen.get("reset")
+                self._remember(
+                    spec.key,
+                    WindowView(
+                        int(seen["room"]),
+                        seen.get("limit"),
+                        None if reset is None else float(reset) - shift,
+                        spec.seconds,
+                        bool(seen["probing"]),
+                    ),
+                )
+            got = int(reply["granted"])
+            if got < granted:
+                wake = reply.get("wake")
+                waiting = int(reply["waiting"])
+                if wake is not None:
+                    stop = Taken(got, float(wake) - shift)
+                else:
+                    stop = Taken(got, None, group[waiting - 1].key if waiting else group[0].key)
+                for earlier in taken:
+                    await self._call(
+                        self._refund, earlier, now, skew, {"n": granted - got, "channel": self._channel}
+                    )
+                granted = got
+            taken.append(group)
+            if not granted:
+                break
         self._listen()
-        for spec, seen in zip(windows, reply["windows"], strict=True):
-            reset = seen.get("reset")
-            self._remember(
-                spec.key,
-                WindowView(
-                    int(seen["room"]),
-                    seen.get("limit"),
-                    None if reset is None else float(reset) - shift,
-                    spec.seconds,
-                    bool(seen["probing"]),
-                ),
-            )
-        granted = int(reply["granted"])
-        if granted == n:
-            return Taken(granted)
-        wake = reply.get("wake")
-        if wake is not None:
-            return Taken(granted, float(wake) - shift)
-        waiting = int(reply["waiting"])
-        return Taken(granted, None, windows[waiting - 1].key if waiting else windows[0].key)
+        return stop if stop is not None else Taken(n)
 
     async def settle(
         self,
@@ -197,16 +287,26 @@ class RedisStore:
         if ticket is _FALLBACK:
             assert self._fallback is not None
             return self._fallback.settle_now(windows, held, answer, now, skew)
-        fields: dict[str, Any] = {"held": held, "answered": answer is not None, "channel": self._channel}
+        fields: dict[str, Any] = {"answered": answer is not None, "channel": self._channel}
         readings: Sequence[tuple[int | None, int, int] | None] = ()
         if answer is not None:
             fields["status"] = answer.status
             if answer.retry_after is not None:
                 fields["retry_after"] = answer.retry_after
             readings = answer.readings
-        reply, shift = await self._call(self._settle, windows, now, skew, fields, readings)
-        back = reply.get("back")
-        return None if back is None else float(back) - shift
+        back: float | None = None
+        for group in self._groups(windows):
+            # The grant was counted in the first ``held`` windows; a group keeps the budget's order.
+            positions = [i for i, spec in enumerate(windows) if any(spec is g for g in group)]
+            fields["held"] = sum(1 for i in positions if i < held)
+            mine = [readings[i] if i < len(readings) else None for i in positions]
+            reply, shift = await self._call(self._settle, group, now, skew, fields, mine)
+            if reply.get("parked"):
+                fields.pop("retry_after", None)  # one window parks for Retry-After, as in memory
+            if reply.get("back") is not None:
+                at = float(reply["back"]) - shift
+                back = at if back is None else max(back, at)
+        return back
 
     async def refund(
         self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
@@ -215,7 +315,8 @@ class RedisStore:
             assert self._fallback is not None
             self._fallback.refund_now(windows, n, now, skew)
             return
-        await self._call(self._refund, windows, now, skew, {"n": n, "channel": self._channel})
+        for group in self._groups(windows):
+            await self._call(self._refund, group, now, skew, {"n": n, "channel": self._channel})
 
     def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
         raise NotImplementedError("RedisStore is not synchronous: await take()")
@@ -262,6 +363,8 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
         await self._redis.aclose()
+        if self._node is not None:
+            await self._node.aclose()
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -277,20 +380,54 @@ class RedisStore:
         """Run a script on ``windows`` in one round trip: the codec of arguments and replies. Returns the
         decoded reply and what to subtract from the times in it to get ours."""
         mode, arg = self._clock_arg(now, skew)
-        specs = [_window_arg(spec) for spec in windows]
-        for spec, reading in zip(specs, readings, strict=False):
+        keys: list[str] = []
+        numbers: dict[str, int] = {}
+        specs: list[dict[str, Any]] = []
+        for spec in windows:
+            where, ident = _place(spec.key)
+            k = numbers.get(where)
+            if k is None:
+                k = numbers[where] = len(keys) + 1
+                keys.append(self._prefix + where)
+            specs.append(_window_arg(spec, k, ident, self._prefix + spec.key))
+        for packed, reading in zip(specs, readings, strict=False):
             if reading is not None:
                 limit, remaining, reset = reading
-                spec["reading"] = {"limit": limit or 0, "remaining": remaining, "reset": reset}
+                packed["reading"] = {"limit": limit or 0, "remaining": remaining, "reset": reset}
         args = {"clock": {"mode": mode, "arg": arg}, "ttl": self._flight_ttl, "windows": specs, **fields}
         sent = time.time()
         try:
-            raw = await script(keys=[self._prefix + s.key for s in windows], args=[_dumps(args)])
+            if self._cluster:
+                raw = await self._on_cluster(script, keys, _dumps(args))
+            else:
+                raw = await script(keys=keys, args=[_dumps(args)])
         except Exception as exc:
             raise self._unreachable(exc) from None
         reply: dict[str, Any] = _loads(raw)
         self._learn_offset(float(reply["now"]), sent)
         return reply, arg - now if mode == "c" else arg + (self._offset or 0.0)
+
+    async def _on_cluster(self, script: AsyncScript, keys: list[str], arg: str) -> Any:
+        """Run a script on a Cluster. Its client learns the slots once before any command (commands that
+        race its first discovery can find their connection closed under them), and at most as many
+        commands are in flight as it keeps connections per node (beyond that it raises)."""
+        async with self._gate:
+            if not self._ready:
+                async with self._discovery:
+                    if not self._ready:
+                        await self._redis.initialize()
+                        self._ready = True
+            return await script(keys=keys, args=[arg])
+
+    def _groups(self, windows: Sequence[WindowLike]) -> list[Sequence[WindowLike]]:
+        """The windows one script may touch together: all of them on a single node; on a Cluster, those
+        of one key (one hash slot), a budget's own before the app-wide ones."""
+        if not self._cluster or len(windows) < 2:
+            return [windows]
+        groups: dict[str, list[WindowLike]] = {}
+        for spec in windows:
+            groups.setdefault(_place(spec.key)[0], []).append(spec)
+        return list(groups.values())
 
     def _clock_arg(self, now: float, skew: Skew) -> tuple[str, float]:
         """How the scripts get X's time: Redis's ``TIME`` plus a correction, or the caller's clock.
@@ -354,11 +491,20 @@ class RedisStore:
         if self._listener is None and self._on_answer is not None and not self._closed:
             self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
 
+    def _subscriber(self) -> Redis:
+        """The client that listens. A Cluster forwards every PUBLISH to all its nodes, so one plain
+        connection to the node in the URL hears them all."""
+        if not self._cluster:
+            return self._redis
+        if self._node is None:
+            self._node = connect(self._url, timeout=self._timeout)
+        return self._node
+
     async def _listen_forever(self) -> None:
         """Hand the keys other processes publish to the scheduler; reconnect when Redis comes back."""
         prefix = self._prefix.encode()
         while not self._closed:
-            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub = self._subscriber().pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 if self._on_answer is not None:

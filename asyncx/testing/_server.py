@@ -201,8 +201,12 @@ class _Users:
         self._by_name: dict[str, FakeUser] = {}
         self._ids = itertools.count(1000)
 
-    def create(self, name: str | None = None) -> FakeUser:
-        user_id = str(next(self._ids))
+    def create(self, name: str | None = None, *, user_id: str | None = None) -> FakeUser:
+        """A new user with working credentials; ``user_id`` picks its id (X's are 19 digits long)."""
+        if user_id is None:
+            user_id = str(next(self._ids))
+        elif not user_id.isdigit() or any(u.user_id == user_id for u in self._by_name.values()):
+            raise ValueError(f"user_id must be a new numeric id, got {user_id!r}")
         name = name or f"user{user_id}"
         if name in self._by_name:
             raise ValueError(f"a user named {name!r} exists")

@@ -1,13 +1,13 @@
 -- settle: release one grant and reconcile with X's answer.
 -- Arguments beyond the shared ones: held, answered (false: no answer came), status, retry_after
 -- (absent if none), channel, and per window an optional reading {limit, remaining, reset}.
--- Reply: {now, back (X's clock, absent if none)}.
+-- Reply: {now, back (X's clock, absent if none), parked (1 if a window was parked for Retry-After)}.
 local x, now = clock()
 local held = A.held
 local ok = A.answered and A.status < 300
 local ws, resets = {}, {}
-for i, key in ipairs(KEYS) do
-  local w = load(key, A.windows[i], x)
+for i = 1, #A.windows do
+  local w = load(i, x)
   ws[i] = w
   local open = w.r == nil and w.l ~= UNLIMITED
   if not A.answered then
@@ -35,12 +35,13 @@ for i, key in ipairs(KEYS) do
       w.o = 0
     end
   end
-  if open then redis.call('PUBLISH', A.channel, key) end
+  if open then redis.call('PUBLISH', A.channel, A.windows[i].name) end
 end
+local parked = false
 if A.answered and A.status == 429 and A.retry_after then
   for _, w in ipairs(ws) do
     if room(w, x) > 0 and w.l ~= nil and w.l ~= UNLIMITED then
-      w.lo, w.r = 0, x + A.retry_after
+      w.lo, w.r, parked = 0, x + A.retry_after, true
       break
     end
   end
@@ -50,7 +51,8 @@ local back = nil
 for _, r in ipairs(resets) do
   if r > x and (back == nil or r > back) then back = r end
 end
-for i, key in ipairs(KEYS) do save(key, ws[i], x) end
+save_all(x)
 local out = {now = stamp(now)}
 if back then out.back = stamp(back) end
+if parked then out.parked = 1 end
 return cjson.encode(out)

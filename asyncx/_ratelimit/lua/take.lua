@@ -5,14 +5,14 @@ local x, now = clock()
 local n = A.n
 local ws = {}
 local granted = n
-for i, key in ipairs(KEYS) do
-  ws[i] = load(key, A.windows[i], x)
+for i = 1, #A.windows do
+  ws[i] = load(i, x)
   local rm = room(ws[i], x)
   if rm < granted then granted = math.max(rm, 0) end
 end
 if granted > 0 then
   for _, w in ipairs(ws) do
-    w.u, w.f, w.fu, w.tc = w.u + granted, w.f + granted, x + A.ttl, x
+    w.u, w.f, w.box.fu = w.u + granted, w.f + granted, x + A.ttl
   end
 end
 local wake, waiting = nil, 0
@@ -27,9 +27,8 @@ if granted < n then
   end
 end
 local views = {}
-for i, key in ipairs(KEYS) do
-  local w = ws[i]
-  save(key, w, x)
+save_all(x)
+for i, w in ipairs(ws) do
   local v = {room = room(w, x), probing = 0}
   if w.l then v.limit = w.l end
   if w.r then v.reset = stamp(w.r) end
