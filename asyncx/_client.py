@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -62,6 +63,8 @@ from ._validation import check_seconds, raise_if
 if TYPE_CHECKING:
     import tenacity
 
+    from ._ratelimit._tokens import RedisTokens
+
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
 log = logging.getLogger("asyncx")
@@ -91,7 +94,7 @@ _READ_SLACK = 5.0
 #: How often one call goes back to the queue after 429s that named a reset, before it gives up.
 _MAX_REQUEUES = 5
 #: Token refreshes within one attempt, when each new token expired while its call queued for budget.
-_MAX_MENDS = 3
+_MAX_MENDS = 8
 
 
 class Client:
@@ -175,6 +178,11 @@ class Client:
         self._clock = clock
         self._sleep = sleep
         self._refreshes: dict[int, asyncio.Future[None]] = {}
+        # With a store that shares tokens: refreshable users whose pair came from it, by id, with the pair
+        # each was given (tried if X refuses the stored one), and the adoptions under way.
+        self._tokens: RedisTokens | None = getattr(store, "tokens", None)
+        self._adopted: dict[int, tuple[str, str]] = {}
+        self._adopting: dict[int, asyncio.Future[None]] = {}
         self._transport: Transport = transport or AiohttpTransport(
             session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
@@ -674,14 +682,56 @@ class Client:
             return  # another call has refreshed it already
         task = self._refreshes.get(id(user))
         if task is None:
-            task = asyncio.ensure_future(self._oauth2.refresh(user))
+            fresh = (
+                self._oauth2.refresh(user) if self._tokens is None else self._renew(user, used_token or "")
+            )
+            task = asyncio.ensure_future(fresh)
             self._refreshes[id(user)] = task
             task.add_done_callback(lambda _: self._refreshes.pop(id(user), None))
+        await asyncio.shield(task)
+
+    async def _renew(self, user: BearerUser, refused: str) -> None:
+        """Refresh through the shared store: one process in the fleet spends the refresh token."""
+        assert self._tokens is not None and user.refresh_token is not None
+        pair, mine = await self._tokens.renew(
+            user.user_id,
+            refused,
+            (user.access_token, user.refresh_token),
+            functools.partial(self._oauth2.exchange, user),
+            self._adopted.get(id(user)),
+        )
+        user.access_token, user.refresh_token = pair
+        if mine:
+            await self._oauth2.announce(user)
+
+    async def _adopt(self, user: BearerUser) -> None:
+        """From a refreshable user's first call in this process, use the fleet's pair (or store this
+        one): a process started with an older pair picks up the newest."""
+        assert self._tokens is not None and user.refresh_token is not None
+        key = id(user)
+        task = self._adopting.get(key)
+        if task is None:
+            own = (user.access_token, user.refresh_token)
+
+            async def adopt() -> None:
+                assert self._tokens is not None
+                user.access_token, user.refresh_token = await self._tokens.adopt(user.user_id, own)
+                self._adopted[key] = own
+
+            task = self._adopting[key] = asyncio.ensure_future(adopt())
+            task.add_done_callback(lambda _: self._adopting.pop(key, None))
         await asyncio.shield(task)
 
     async def _budgeted(self, call: Call) -> Any:
         """Hold a permit around one send; a 429 that parks the budget puts the call back in the queue."""
         user, endpoint, deadline = call.user, call.endpoint, call.deadline
+        if (
+            self._tokens is not None
+            and type(user) is BearerUser
+            and user.refresh_token
+            and id(user) not in self._adopted
+        ):
+            await self._adopt(user)
         scheduler = self.scheduler
         for _ in range(_MAX_REQUEUES):
             # As ``async with scheduler.acquire(...)``, without a context manager and coroutines per send.

@@ -29,10 +29,17 @@ class OAuth2Refresher:
 
     async def refresh(self, user: BearerUser) -> None:
         """Replace ``user``'s tokens with fresh ones, or raise ``Unauthorized``."""
-        assert user.refresh_token is not None and user.client_id is not None
+        assert user.refresh_token is not None
+        user.access_token, user.refresh_token = await self.exchange(user, user.refresh_token)
+        await self.announce(user)
+
+    async def exchange(self, user: BearerUser, refresh_token: str) -> tuple[str, str]:
+        """Spend ``refresh_token`` (single-use) for a new pair, ``(access_token, refresh_token)``, or raise
+        ``Unauthorized``. ``user`` is not changed."""
+        assert user.client_id is not None
         form = [
             ("grant_type", "refresh_token"),
-            ("refresh_token", user.refresh_token),
+            ("refresh_token", refresh_token),
             ("client_id", user.client_id),
         ]
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -54,7 +61,7 @@ class OAuth2Refresher:
                 headers=response.headers,
                 message=f"could not refresh the token of user {user.user_id} ({response.status} {reason})",
             )
-        fresh = data.get("refresh_token") or user.refresh_token
+        fresh = data.get("refresh_token") or refresh_token
         try:
             check_credential("access_token", token)
             check_credential("refresh_token", fresh)
@@ -62,8 +69,10 @@ class OAuth2Refresher:
             raise Unauthorized(
                 401, message=f"the token endpoint answered unusable tokens for user {user.user_id}"
             ) from None
-        user.access_token = token
-        user.refresh_token = fresh
+        return token, fresh
+
+    async def announce(self, user: BearerUser) -> None:
+        """Log a refresh this process made and hand the user, holding the new pair, to ``on_refresh``."""
         log.info("refreshed the OAuth 2.0 token of user %s", user.user_id)
         if user.on_refresh is not None:
             outcome = user.on_refresh(user)

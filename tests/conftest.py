@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+import asyncx
 from tests.redis_server import RedisClusterServers, RedisServer
 
 pytest_plugins = ["pytester"]
@@ -35,3 +36,13 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"t{next(_prefixes)}"
+
+
+@pytest.fixture(params=["node", "cluster"])
+def make_store(request: pytest.FixtureRequest, redis_prefix: str) -> Callable[[], asyncx.RedisStore]:
+    """Stores on one Redis node, or on a local three-node Redis Cluster."""
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return lambda: asyncx.RedisStore(cluster.url, prefix=redis_prefix, cluster=True)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return lambda: asyncx.RedisStore(server.url, prefix=redis_prefix)

@@ -2,7 +2,8 @@
 
     python -m tests.redis_worker BASE_URL REDIS_URL PREFIX USERS_JSON WORKER PER_USER LIMIT WINDOW [cluster]
 
-Posts ``PER_USER`` posts for every user in ``USERS_JSON`` (``[[user_id, bearer token], ...]``) and prints
+Posts ``PER_USER`` posts for every user in ``USERS_JSON`` (``[[user_id, access token, refresh token,
+client id], ...]``: tokens that expire are refreshed through Redis, once for all workers) and prints
 a JSON summary: posts made, 429s this worker saw, and errors by type. ``run_workers`` starts several.
 """
 
@@ -35,7 +36,11 @@ async def run_workers(
 ) -> list[dict[str, Any]]:
     """Run ``count`` worker processes posting for ``users`` against ``fake``; their JSON summaries."""
     users_file = directory / "users.json"
-    users_file.write_text(json.dumps([[u.user_id, u.bearer.access_token] for u in users]))
+    users_file.write_text(
+        json.dumps(
+            [[u.user_id, u.bearer.access_token, u.bearer.refresh_token, fake.client_id] for u in users]
+        )
+    )
     args = [fake.base_url, redis_url, prefix, str(users_file)]
     procs = [
         await asyncio.create_subprocess_exec(
@@ -78,7 +83,10 @@ def makespan(
 async def main(argv: list[str]) -> dict[str, object]:
     base_url, redis_url, prefix, users_file, worker, per_user, limit, window, *cluster = argv
     with open(users_file, encoding="utf-8") as f:
-        users = [asyncx.BearerUser(access_token=token, user_id=uid) for uid, token in json.load(f)]
+        users = [
+            asyncx.BearerUser(access_token=token, user_id=uid, refresh_token=refresh, client_id=client)
+            for uid, token, refresh, client in json.load(f)
+        ]
     rate = {"create_tweet": asyncx.RateLimit(int(limit), float(window))}
     store = asyncx.RedisStore(redis_url, prefix=prefix, cluster=cluster == ["cluster"])
     errors: Counter[str] = Counter()

@@ -42,6 +42,7 @@ from ._store import (
     low,
     unseen_view,
 )
+from ._tokens import RedisTokens
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -193,6 +194,7 @@ class RedisStore:
         self._redis = connect(url, cluster=cluster, timeout=timeout)
         self._node: Redis | None = None
         self._gate = asyncio.Semaphore(_CONNECTIONS)
+        self._tokens: RedisTokens | None = None
         self._discovery = asyncio.Lock()
         self._ready = False
         self._timeout = timeout
@@ -351,6 +353,16 @@ class RedisStore:
         except Exception as exc:
             raise self._unreachable(exc) from None
 
+    @property
+    def tokens(self) -> RedisTokens:
+        """OAuth 2.0 pairs shared through this Redis: a ``Client`` with this store keeps its refreshable
+        ``BearerUser``'s tokens here, so the fleet refreshes each expired token once."""
+        if self._tokens is None:
+            self._tokens = RedisTokens(
+                self._redis, self._prefix[:-1], ready=self._discover, unreachable=self._unreachable
+            )
+        return self._tokens
+
     def subscribe(self, on_answer: OnAnswer) -> None:
         self._on_answer = on_answer
 
@@ -359,9 +371,16 @@ class RedisStore:
             return
         self._closed = True
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+            # redis-py's pub/sub can swallow a cancellation while it reconnects: ask again, briefly.
+            for _ in range(10):
+                self._listener.cancel()
+                done, _ = await asyncio.wait({self._listener}, timeout=0.1)
+                if done:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        self._listener.result()
+                    break
+            else:
+                log.debug("pub/sub listener did not stop; leaving it")
         await self._redis.aclose()
         if self._node is not None:
             await self._node.aclose()
@@ -408,16 +427,20 @@ class RedisStore:
         return reply, arg - now if mode == "c" else arg + (self._offset or 0.0)
 
     async def _on_cluster(self, script: AsyncScript, keys: list[str], arg: str) -> Any:
-        """Run a script on a Cluster. Its client learns the slots once before any command (commands that
-        race its first discovery can find their connection closed under them), and at most as many
-        commands are in flight as it keeps connections per node (beyond that it raises)."""
+        """Run a script on a Cluster, with at most as many commands in flight as its client keeps
+        connections per node (beyond that it raises)."""
         async with self._gate:
-            if not self._ready:
-                async with self._discovery:
-                    if not self._ready:
-                        await self._redis.initialize()
-                        self._ready = True
+            await self._discover()
             return await script(keys=keys, args=[arg])
+
+    async def _discover(self) -> None:
+        """On a Cluster, learn the slots once before any command: commands that race the client's first
+        discovery can find their connection closed under them."""
+        if self._cluster and not self._ready:
+            async with self._discovery:
+                if not self._ready:
+                    await self._redis.initialize()
+                    self._ready = True
 
     def _groups(self, windows: Sequence[WindowLike]) -> list[Sequence[WindowLike]]:
         """The windows one script may touch together: all of them on a single node; on a Cluster, those
@@ -492,12 +515,12 @@ class RedisStore:
             self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
 
     def _subscriber(self) -> Redis:
-        """The client that listens. A Cluster forwards every PUBLISH to all its nodes, so one plain
-        connection to the node in the URL hears them all."""
-        if not self._cluster:
-            return self._redis
+        """The client that listens: its own connection, with no read timeout, since it waits for news.
+        A Cluster forwards every PUBLISH to all its nodes, so the node in the URL hears them all."""
         if self._node is None:
-            self._node = connect(self._url, timeout=self._timeout)
+            from redis.asyncio import Redis
+
+            self._node = Redis.from_url(self._url, socket_connect_timeout=self._timeout)
         return self._node
 
     async def _listen_forever(self) -> None:

@@ -18,7 +18,7 @@ import random
 import secrets
 import ssl
 import time
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import formatdate
@@ -354,8 +354,9 @@ class FakeX:
         self.consumer_secret = secrets.token_urlsafe(30)
         #: The OAuth 2.0 app's client id (a public client: no secret is needed to refresh).
         self.client_id = secrets.token_urlsafe(12)
-        #: Successful refreshes at ``/2/oauth2/token``.
+        #: Successful refreshes at ``/2/oauth2/token``, and by user id.
         self.refreshes = 0
+        self.refreshes_by_user: Counter[str] = Counter()
         self.users = _Users(self)
         self.log: list[LogEntry] = []
         self.posts: dict[str, Post] = {}
@@ -594,6 +595,7 @@ class FakeX:
             self._expiries[access] = self.now() + self.token_lifetime
         self._refresh_tokens[refresh] = user_id
         self.refreshes += 1
+        self.refreshes_by_user[user_id] += 1
         scope = "tweet.read tweet.write users.read bookmark.write offline.access"
         payload: dict[str, object] = {
             "token_type": "bearer",
