@@ -24,6 +24,17 @@ exit codes: 0 every line done; 1 some failed, invalid or unknown; 2 bad usage or
 130 / 143 stopped by SIGINT / SIGTERM."""
 
 
+_WORK_HELP = """\
+Work the lines of a Redis queue that `asyncx post JOBS --redis URL --queue NAME` filled, beside any other
+workers, until every line has ended; then exit 0. Give it the same credentials as the other workers.
+
+A worker that dies leaves its lines to be taken over after --claim-after seconds, as lines whose earlier
+attempt may have landed: nothing is lost and nothing is posted twice. SIGTERM or Ctrl-C stops it
+cleanly: its lines not done go back to the queue at once.
+
+exit codes: 0 the queue has drained; 2 bad usage or Redis unreachable; 130 / 143 stopped by a signal."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asyncx", description="Bulk jobs for the X API.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,8 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument(
         "--redis",
         metavar="URL",
-        help="share rate budgets with other workers (each with its own jobs file) through this Redis",
+        help="share rate budgets (and OAuth 2.0 tokens) with other workers through this Redis",
     )
+    post.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="put the lines on this Redis queue (with --redis) and work it; others join with asyncx work",
+    )
+    _queue_options(post)
     post.add_argument("--report", type=Path, help="write every line's outcome to this JSON file")
     post.add_argument("--dry-run", action="store_true", help="check every line and credential; send nothing")
     post.add_argument(
@@ -76,14 +93,63 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument(
         "--sandbox", action="store_true", help="run against an in-process fake X with made-up users"
     )
+    work = sub.add_parser(
+        "work",
+        help="work a Redis queue that asyncx post --queue filled, until it has drained",
+        description=_WORK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    work.add_argument("--redis", metavar="URL", required=True, help="the Redis that holds the queue")
+    work.add_argument("--queue", metavar="NAME", required=True, help="the queue's name")
+    work.add_argument(
+        "--credentials", type=Path, help="TOML file with [app] and [users.NAME] (or ASYNCX_* env)"
+    )
+    work.add_argument("--concurrency", type=int, default=100, help="lines under way at once (default 100)")
+    work.add_argument("--base-url", help="API base URL (default https://api.twitter.com)")
+    work.add_argument(
+        "--rate-limit", action="append", default=[], metavar="NAME=N/SECONDS", help="override a limit"
+    )
+    _queue_options(work)
+    work.add_argument("--report", type=Path, help="write the whole queue's outcomes to this JSON file")
+    status = sub.add_parser("status", help="where a Redis queue's lines are")
+    status.add_argument("--redis", metavar="URL", required=True, help="the Redis that holds the queue")
+    status.add_argument("--queue", metavar="NAME", required=True, help="the queue's name")
+    status.add_argument(
+        "--redis-cluster", action="store_true", help="the Redis URL is a node of a Redis Cluster"
+    )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print {queued, in_flight, done, failed, unknown, retryable} as JSON",
+    )
     return parser
+
+
+def _queue_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--claim-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a dead worker's lines are taken over after this long (default 60)",
+    )
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="the Redis URL is a node of a Redis Cluster"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # exits 2 on bad usage
-    if args.concurrency < 1:
+    if getattr(args, "concurrency", 1) < 1:
         print("asyncx: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    from .bulk._command import run_post
+    if getattr(args, "claim_after", 1.0) <= 0:
+        print("asyncx: --claim-after must be positive", file=sys.stderr)
+        return 2
+    if args.command == "post":
+        from .bulk._command import run_post
 
-    return run_post(args)
+        return run_post(args)
+    from .bulk._queued import run_queue_command
+
+    return run_queue_command(args)

@@ -195,6 +195,8 @@ class RedisStore:
         self._node: Redis | None = None
         self._gate = asyncio.Semaphore(_CONNECTIONS)
         self._tokens: RedisTokens | None = None
+        #: Scripts run in Redis (one round trip each): for round trips per post.
+        self.round_trips = 0
         self._discovery = asyncio.Lock()
         self._ready = False
         self._timeout = timeout
@@ -415,6 +417,7 @@ class RedisStore:
                 packed["reading"] = {"limit": limit or 0, "remaining": remaining, "reset": reset}
         args = {"clock": {"mode": mode, "arg": arg}, "ttl": self._flight_ttl, "windows": specs, **fields}
         sent = time.time()
+        self.round_trips += 1
         try:
             if self._cluster:
                 raw = await self._on_cluster(script, keys, _dumps(args))

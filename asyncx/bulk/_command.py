@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,8 +63,15 @@ class _Usage(Exception):
 
 def run_post(args: argparse.Namespace) -> int:
     """Run ``asyncx post`` with parsed arguments; its exit code."""
+    return run_command(_post, args)
+
+
+def run_command(
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]], args: argparse.Namespace
+) -> int:
+    """Run a command's coroutine; bad usage, an interrupt and I/O failures end in one line."""
     try:
-        return asyncio.run(_post(args))
+        return asyncio.run(command(args))
     except _Usage as exc:
         print(f"asyncx: {exc}", file=sys.stderr)
         return 2
@@ -117,7 +124,7 @@ class _Report:
             self._scratch.write(json.dumps(entry) + "\n")
 
     def outcome(self, outcome: Outcome) -> None:
-        self.counts[_kind(outcome)] += 1
+        self.counts[outcome.kind] += 1
         self.counts["resumed"] += outcome.resumed
         self.counts["delivered_earlier"] += outcome.delivered_earlier
         for o in (outcome, *outcome.steps):
@@ -158,6 +165,19 @@ async def _post(args: argparse.Namespace) -> int:
         raise _Usage(f"no jobs file at {args.jobs}")
     total, per_user = scan_users(args.jobs)
     console = Console(stderr=True)
+    if args.queue is not None and not args.dry_run:
+        if args.redis is None:
+            raise _Usage("--queue needs --redis URL: the queue lives in Redis")
+        if args.sandbox:
+            raise _Usage(
+                "--queue needs an X every worker reaches: give --base-url (a FakeX served with "
+                "python -m asyncx.testing will do), not --sandbox"
+            )
+        if args.journal is not None:
+            raise _Usage("--queue keeps every line's state in Redis: give no --journal")
+        from ._queued import post_queued
+
+        return await post_queued(args, _credentials(args.credentials), console)
     async with contextlib.AsyncExitStack() as stack:
         journal = None
         if not args.dry_run:  # a rehearsal only reads the journal, if there is one
@@ -199,7 +219,7 @@ async def _post(args: argparse.Namespace) -> int:
         _restore_tokens(creds, journal)
         try:
             limits = _rate_limits(args.rate_limit)
-            store = RedisStore(args.redis) if args.redis else None
+            store = RedisStore(args.redis, cluster=args.redis_cluster) if args.redis else None
             client = Client(
                 creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits, store=store
             )
@@ -498,7 +518,7 @@ _EVERYONE_REFUSED = (
 )
 
 
-def _on_signals(client: Client, console: Console) -> _Stop:
+def _on_signals(client: Client, console: Console, on_stop: Callable[[], None] | None = None) -> _Stop:
     """SIGTERM and SIGINT stop the job: nothing new is sent, requests on the wire get ``STOP_GRACE``
     seconds and are journaled, and the report is written. A second signal exits at once (SQLite keeps
     the journal consistent, and the report is as last flushed)."""
@@ -510,6 +530,8 @@ def _on_signals(client: Client, console: Console) -> _Stop:
             os._exit(128 + signum)
         stopped.signum = signum
         console.print(f"{signal.Signals(signum).name}: stopping; send it again to exit at once")
+        if on_stop is not None:
+            on_stop()
         if stopped.closing is None:
             stopped.closing = loop.create_task(client.aclose(grace=STOP_GRACE))
 
@@ -595,15 +617,6 @@ def _eta(client: Client, remaining: dict[str, int]) -> str:
     if latest is None:
         return "?"
     return f"{max(0.0, latest - now):.0f}s"
-
-
-def _kind(outcome: Outcome) -> str:
-    """Which count of the summary an outcome goes in."""
-    if outcome.ok:
-        return "done"
-    if outcome.status == "unknown":
-        return "unknown"
-    return "not_done" if outcome.retryable else "failed"
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

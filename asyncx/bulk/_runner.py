@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -33,7 +33,7 @@ from .._errors import (
 )
 from .._models import AddCollectionEntry, Bookmark, CollectionResult, CreateTweet, Media, Request, Tweet
 from .._upload import UploadSession, file_fingerprint
-from ._journal import FINAL, Journal
+from ._journal import FINAL, Journal, Record
 
 __all__ = ["Item", "MediaFile", "Outcome", "Then", "run"]
 
@@ -107,6 +107,16 @@ class Outcome:
         """Done, and so is every ``then`` step."""
         return self.status == "done" and all(s.ok for s in self.steps)
 
+    @property
+    def kind(self) -> str:
+        """How the item ended, for a summary: ``done`` (with every step), ``unknown`` (may exist, not
+        settled), ``not_done`` (sent again by a rerun) or ``failed`` (refused for its content)."""
+        if self.ok:
+            return "done"
+        if self.status == "unknown":
+            return "unknown"
+        return "not_done" if self.retryable else "failed"
+
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
         data["steps"] = [s.to_dict() for s in self.steps]
@@ -156,6 +166,27 @@ def _outcome(
 REFUSALS_BEFORE_GIVING_UP = 3
 
 
+class StepLog(Protocol):
+    """Where each step's state is kept between runs: a ``Journal``, or a queue's records."""
+
+    def get(self, key: str, digest: str) -> Record | None: ...
+    async def sending_soon(self, key: str, digest: str) -> None: ...
+    def finish(self, key: str, state: str, attempts: int, result: dict[str, Any]) -> None: ...
+    def upload(self, key: str) -> dict[str, Any] | None: ...
+    def save_upload(self, key: str, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Items that come with their own step log (a ``RedisQueue``): each item is handed back when it
+    has ended, so the source can record it and take it off the queue."""
+
+    @property
+    def journal(self) -> StepLog: ...
+    def __aiter__(self) -> AsyncIterator[Item]: ...
+    async def ended(self, item: Item, outcome: Outcome) -> None: ...
+
+
 class _Job:
     """What every step of one run shares: the client, the journal, and what the run has learned."""
 
@@ -164,7 +195,7 @@ class _Job:
     def __init__(
         self,
         client: Client,
-        journal: Journal | None,
+        journal: StepLog | None,
         retry_failed: bool,
         resend_unknown: bool,
         refused_after: int,
@@ -395,7 +426,7 @@ async def _then(job: _Job, item: Item, post: Outcome, step: str, user: User | No
 
 async def run(
     client: Client,
-    items: Iterable[Item] | AsyncIterable[Item],
+    items: Iterable[Item] | AsyncIterable[Item] | Source,
     *,
     journal: Journal | str | Path | None = None,
     concurrency: int = 100,
@@ -414,14 +445,22 @@ async def run(
     remaining items end ``CredentialsRefused``, unsent. At most ``concurrency`` items are under way at
     once; the rest are read only as room frees up.
 
+    ``items`` may be a ``RedisQueue``: its lines are worked until the whole queue has drained, with
+    every step's state kept in Redis (no journal), alongside any other process working it.
+
     Example::
 
         async for outcome in asyncx.bulk.run(client, items, journal="job.journal.sqlite"):
             print(outcome.key, outcome.status, outcome.tweet_id or outcome.error)
     """
+    source = items if isinstance(items, Source) else None
+    if source is not None and journal is not None:
+        raise ValueError("a queue keeps its own records: give no journal with it")
     owned = isinstance(journal, (str, Path))
     store = Journal(journal) if isinstance(journal, (str, Path)) else journal
-    job = _Job(client, store, retry_failed, resend_unknown, refused_after)
+    job = _Job(
+        client, source.journal if source is not None else store, retry_failed, resend_unknown, refused_after
+    )
     results: asyncio.Queue[Outcome | BaseException | None] = asyncio.Queue(maxsize=concurrency)
     take = _taker(items)
 
@@ -430,7 +469,10 @@ async def run(
     async def worker() -> None:
         while (item := await take()) is not None:
             try:
-                outcome: Outcome | BaseException = await _process(job, item)
+                ended = await _process(job, item)
+                if source is not None:
+                    await source.ended(item, ended)
+                outcome: Outcome | BaseException = ended
             except Exception as exc:  # not an XError: a bug or misuse; hand it to the caller
                 outcome = exc
             await results.put(outcome)
