@@ -208,3 +208,22 @@ async def test_an_ended_window_is_seen_as_the_memory_store_sees_it(store: Store)
     await store.settle(w, 1, reading(0, 0, T0 + 10), T0 + 0.1, None)  # X shows no limit, only a reset
     assert (await store.take(w, 1, T0 + 0.2, None)).granted == 0  # seen: parked until T0 + 10
     assert store.view(w, T0 + 11, None)[0].room >= 1 << 30
+
+
+async def test_a_dead_grant_holds_a_reopened_window_for_the_probe_ttl_only(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """A process took a grant and died before its answer; the window resets. Its grant stands for the
+    reopened window's probe, which the others wait on: for 5 s, not the whole flight TTL."""
+    store = RedisStore(redis_server.url, prefix=redis_prefix, redis_time=False)
+    store.configure(flight_ttl=45.0)
+    w = [spec(limit=3, seconds=10.0)]
+    try:
+        assert (await store.take(w, 2, T0, None)).granted == 2  # one of them is the dead process's
+        await store.settle(w, 1, reading(3, 1, T0 + 10), T0 + 0.1, None)
+        blocked = await store.take(w, 1, T0 + 10.5, None)  # reopened: waits on the dead grant's answer
+        assert blocked.granted == 0 and blocked.waiting_on == w[0].key
+        assert (await store.take(w, 1, T0 + 15, None)).granted == 0
+        assert (await store.take(w, 1, T0 + 16.5, None)).granted == 1  # 5 s on, not 45
+    finally:
+        await store.aclose()

@@ -57,6 +57,9 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 #: A grant never settled stops counting as in flight after this long, unless the scheduler says less.
 FLIGHT_TTL = 120.0
+#: A probe (the one send of a window being learned or just reopened, which others wait on) stops
+#: counting as in flight after this long: a dead process's probe holds the fleet no longer.
+PROBE_TTL = 5.0
 
 
 def _scripts() -> dict[str, str]:
@@ -415,7 +418,13 @@ class RedisStore:
             if reading is not None:
                 limit, remaining, reset = reading
                 packed["reading"] = {"limit": limit or 0, "remaining": remaining, "reset": reset}
-        args = {"clock": {"mode": mode, "arg": arg}, "ttl": self._flight_ttl, "windows": specs, **fields}
+        args = {
+            "clock": {"mode": mode, "arg": arg},
+            "ttl": self._flight_ttl,
+            "pttl": PROBE_TTL,
+            "windows": specs,
+            **fields,
+        }
         sent = time.time()
         self.round_trips += 1
         try:

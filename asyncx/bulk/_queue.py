@@ -292,23 +292,28 @@ class RedisQueue:
         """This worker's lines until the whole queue has drained (or ``stop``)."""
         await self._prepare()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
-        pause, claimed_at = 0.05, 0.0
+        pause, claimed_at, cursor = 0.05, 0.0, "0-0"
         try:
             while not self._stopping:
                 claim = -1
-                if time.monotonic() - claimed_at >= self.claim_after / 4:
+                if time.monotonic() - claimed_at >= self.claim_after / 4 or cursor != "0-0":
                     claim, claimed_at = int(self.claim_after * 1000), time.monotonic()
-                args = {"group": _GROUP, "consumer": self.consumer, "count": self._read_ahead, "claim": claim}
+                args = {
+                    "group": _GROUP,
+                    "consumer": self.consumer,
+                    "count": self._read_ahead,
+                    "claim": claim,
+                    "cursor": cursor,
+                }
                 keys = [self._stream, self._table, self._enqueuing]
                 reply = json.loads(await self._call(self._take_script(keys=keys, args=[_dumps(args)])))
                 entries = reply.get("entries") or []
+                cursor = reply["cursor"]  # not round yet: the next take goes on scanning
                 if not entries:
                     if int(reply["left"]) == 0 and not int(reply["enqueuing"]):
                         return  # every line has ended
                     await asyncio.sleep(pause)  # others hold the rest, or more is being added
                     pause = min(2 * pause, 1.0)
-                    if time.monotonic() - claimed_at >= self.claim_after / 4:
-                        claimed_at = 0.0
                     continue
                 pause = 0.05
                 fresh = []

@@ -11,8 +11,15 @@ for i = 1, #A.windows do
   if rm < granted then granted = math.max(rm, 0) end
 end
 if granted > 0 then
+  -- A probe's answer unblocks everyone waiting on its window: if its process dies, the others take
+  -- over after `pttl`, not the whole flight TTL.
+  local probe = false
   for _, w in ipairs(ws) do
-    w.u, w.f, w.box.fu = w.u + granted, w.f + granted, x + A.ttl
+    if w.l ~= UNLIMITED and probing(w) then probe = true end
+  end
+  for _, w in ipairs(ws) do
+    w.u, w.f = w.u + granted, w.f + granted
+    w.box.fu = x + ((probe and A.pttl < A.ttl) and A.pttl or A.ttl)
   end
 end
 local wake, waiting = nil, 0

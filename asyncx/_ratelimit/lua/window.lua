@@ -69,7 +69,12 @@ local function probing(w)
 end
 
 local function room(w, x)
-  if w.r and x >= w.r then w.u, w.lo, w.r, w.o = w.f, nil, nil, 1 end
+  if w.r and x >= w.r then
+    w.u, w.lo, w.r, w.o = w.f, nil, nil, 1
+    -- Grants still out now stand in for the reopened window's probe, which everyone waits on: if
+    -- their process died, the others go on after `pttl`, not the whole flight TTL.
+    if w.f > 0 and A.pttl then w.box.fu = math.min(w.box.fu, x + A.pttl) end
+  end
   if w.l == UNLIMITED then return BOUNDLESS end
   if w.lo then return w.lo - w.f end
   if probing(w) then return 1 - w.f end

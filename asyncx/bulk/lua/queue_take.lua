@@ -1,7 +1,8 @@
 -- take: lines for one worker: first those idle past `claim` ms (their worker died), then new ones.
--- KEYS: stream, records, enqueuing flag. ARGV[1]: {group, consumer, count, claim (-1: none)}.
+-- KEYS: stream, records, enqueuing flag. ARGV[1]: {group, consumer, count, claim (-1: none), cursor}.
 -- Reply: {entries: [{id, k, d, n, l, claimed, recs: [line, bookmark step, collection step]}],
--- left (lines in the stream: queued or in flight), enqueuing (1 while lines are being added)}.
+-- left (lines in the stream: queued or in flight), enqueuing (1 while lines are being added),
+-- cursor (where the next claim scan starts; 0-0 once it went round)}.
 local A = cjson.decode(ARGV[1])
 local out = {}
 local function take(entry, claimed)
@@ -12,8 +13,12 @@ local function take(entry, claimed)
   e.recs = {recs[1] or '', recs[2] or '', recs[3] or ''}
   table.insert(out, e)
 end
+local cursor = A.cursor
 if A.claim >= 0 then
-  local claimed = redis.call('XAUTOCLAIM', KEYS[1], A.group, A.consumer, A.claim, '0-0', 'COUNT', A.count)
+  -- Scanned from where the last claim stopped: live workers' lines early in the pending list must
+  -- not hide a dead one's further on.
+  local claimed = redis.call('XAUTOCLAIM', KEYS[1], A.group, A.consumer, A.claim, A.cursor, 'COUNT', A.count)
+  cursor = claimed[1]
   for _, entry in ipairs(claimed[2]) do
     if entry[2] then take(entry, true) end
   end
@@ -24,6 +29,6 @@ if #out < A.count then
     for _, entry in ipairs(read[1][2]) do take(entry, false) end
   end
 end
-local reply = {left = redis.call('XLEN', KEYS[1]), enqueuing = redis.call('EXISTS', KEYS[3])}
+local reply = {left = redis.call('XLEN', KEYS[1]), enqueuing = redis.call('EXISTS', KEYS[3]), cursor = cursor}
 if #out > 0 then reply.entries = out end
 return cjson.encode(reply)
