@@ -262,7 +262,7 @@ async def test_a_stopped_worker_hands_its_lines_back_at_once(
                         first.stop()
                         await client.aclose(grace=0.1)
             counts = await second.counts()
-            assert counts.done == 2 and counts.queued == 0 and counts.in_flight == 2
+            assert counts.done == 2 and counts.queued == 2 and counts.in_flight == 0  # handed back
             # Handed back: another worker claims them at once, though claim_after is five minutes.
             async with fake.client(rate_limits={"create_tweet": window}) as client:
                 later = [o async for o in run(client, second)]
@@ -271,3 +271,18 @@ async def test_a_stopped_worker_hands_its_lines_back_at_once(
             await second.aclose()
         assert sorted(o.status for o in later) == ["done", "done"]
         assert _texts(fake) == Counter({f"ann {i}": 1 for i in range(4)})
+
+
+async def test_status_of_a_queue_never_filled_is_all_zero_and_makes_nothing(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    from redis.asyncio import Redis
+
+    name = f"typo-{redis_prefix}"
+    counts = await _status(redis_server.url, name)
+    assert counts == {"queued": 0, "in_flight": 0, "done": 0, "failed": 0, "unknown": 0, "retryable": 0}
+    redis = Redis.from_url(redis_server.url)
+    try:
+        assert await redis.keys(f"asyncx:{{q:{name}}}*") == []
+    finally:
+        await redis.aclose()

@@ -40,6 +40,8 @@ _GROUP = "workers"
 _ENQUEUE_BATCH = 500
 #: How long the "lines are being added" mark outlives the enqueuer's last batch.
 _ENQUEUING_TTL = 30.0
+#: The idle time (ms) a line handed back by a stopped worker is given, so any worker claims it at once.
+_HANDED_BACK = 1_000_000_000_000
 #: Keys of a line's ``then`` steps: the line's key and these.
 _STEP_SUFFIXES = (":bookmark", ":collection")
 
@@ -245,11 +247,21 @@ class RedisQueue:
     # -- where the lines are ------------------------------------------------------------------------
 
     async def counts(self) -> QueueCounts:
-        """The whole queue's counts, whichever workers took its lines."""
-        await self._prepare()
+        """The whole queue's counts, whichever workers took its lines (all 0 for a queue never filled;
+        asking makes nothing in Redis)."""
         left = int(await self._call(self._redis.xlen(self._stream)))
-        pending = await self._call(self._redis.xpending(self._stream, _GROUP))
+        try:
+            pending = await self._call(self._redis.xpending(self._stream, _GROUP))
+        except StoreUnavailable as exc:
+            if "NOGROUP" not in str(exc.__cause__ or exc):
+                raise
+            pending = None
         in_flight = int(pending["pending"]) if pending else 0
+        if in_flight:  # lines a stopped worker handed back wait for the next worker: queued
+            back = await self._call(
+                self._redis.xpending_range(self._stream, _GROUP, "-", "+", in_flight, idle=_HANDED_BACK // 10)
+            )
+            in_flight -= len(back)
         raw = await self._call(self._redis.hgetall(self._counts))
         ended = {k.decode(): int(v) for k, v in raw.items()}
         not_done = ended.get("not_done", 0)
@@ -373,7 +385,7 @@ class RedisQueue:
         items = []
         for key, kind, taken in ops:
             steps = [{"k": k, "s": s, "a": a, "r": r} for k, (s, a, r) in taken.steps.items()]
-            item: dict[str, Any] = {"id": taken.id, "k": key, "steps": steps}
+            item: dict[str, Any] = {"id": taken.id, "k": key, "steps": steps, "idle": _HANDED_BACK}
             if kind is not None:
                 item["kind"] = kind
             items.append(item)

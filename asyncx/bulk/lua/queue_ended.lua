@@ -20,7 +20,7 @@ for _, item in ipairs(A.items) do
     redis.call('XACK', KEYS[1], A.group, item.id)
     redis.call('XDEL', KEYS[1], item.id)
   else
-    redis.call('XCLAIM', KEYS[1], A.group, A.consumer, 0, item.id, 'IDLE', 1000000000000, 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], A.group, A.consumer, 0, item.id, 'IDLE', item.idle, 'JUSTID')
   end
 end
 return 1
