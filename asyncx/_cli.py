@@ -114,9 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="where a Redis queue's lines are")
     status.add_argument("--redis", metavar="URL", required=True, help="the Redis that holds the queue")
     status.add_argument("--queue", metavar="NAME", required=True, help="the queue's name")
-    status.add_argument(
-        "--redis-cluster", action="store_true", help="the Redis URL is a node of a Redis Cluster"
-    )
+    _cluster_option(status)
     status.add_argument(
         "--json",
         action="store_true",
@@ -133,6 +131,10 @@ def _queue_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="a dead worker's lines are taken over after this long (default 60)",
     )
+    _cluster_option(parser)
+
+
+def _cluster_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-cluster", action="store_true", help="the Redis URL is a node of a Redis Cluster"
     )

@@ -680,15 +680,10 @@ class Client:
         """Refresh ``user``'s token once, however many calls found it expired at the same time."""
         if user.access_token != used_token:
             return  # another call has refreshed it already
-        task = self._refreshes.get(id(user))
-        if task is None:
-            fresh = (
-                self._oauth2.refresh(user) if self._tokens is None else self._renew(user, used_token or "")
-            )
-            task = asyncio.ensure_future(fresh)
-            self._refreshes[id(user)] = task
-            task.add_done_callback(lambda _: self._refreshes.pop(id(user), None))
-        await asyncio.shield(task)
+        if self._tokens is None:
+            await _single_flight(self._refreshes, id(user), lambda: self._oauth2.refresh(user))
+        else:
+            await _single_flight(self._refreshes, id(user), lambda: self._renew(user, used_token or ""))
 
     async def _renew(self, user: BearerUser, refused: str) -> None:
         """Refresh through the shared store: one process in the fleet spends the refresh token."""
@@ -708,19 +703,13 @@ class Client:
         """From a refreshable user's first call in this process, use the fleet's pair (or store this
         one): a process started with an older pair picks up the newest."""
         assert self._tokens is not None and user.refresh_token is not None
-        key = id(user)
-        task = self._adopting.get(key)
-        if task is None:
-            own = (user.access_token, user.refresh_token)
+        tokens, own = self._tokens, (user.access_token, user.refresh_token)
 
-            async def adopt() -> None:
-                assert self._tokens is not None
-                user.access_token, user.refresh_token = await self._tokens.adopt(user.user_id, own)
-                self._adopted[key] = own
+        async def adopt() -> None:
+            user.access_token, user.refresh_token = await tokens.adopt(user.user_id, own)
+            self._adopted[id(user)] = own
 
-            task = self._adopting[key] = asyncio.ensure_future(adopt())
-            task.add_done_callback(lambda _: self._adopting.pop(key, None))
-        await asyncio.shield(task)
+        await _single_flight(self._adopting, id(user), adopt)
 
     async def _budgeted(self, call: Call) -> Any:
         """Hold a permit around one send; a 429 that parks the budget puts the call back in the queue."""
@@ -819,6 +808,18 @@ def _check_seconds(field: str, value: object) -> None:
 def _timestamp_refused(exc: Unauthorized) -> bool:
     detail = exc.problem.detail.lower() if exc.problem is not None else ""
     return 135 in exc.codes or "timestamp" in detail
+
+
+async def _single_flight(
+    flights: dict[int, asyncio.Future[None]], key: int, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``work()`` once for ``key`` however many callers ask at the same time; each awaits it (a
+    caller cancelled while waiting leaves it running for the others)."""
+    flight = flights.get(key)
+    if flight is None:
+        flight = flights[key] = asyncio.ensure_future(work())
+        flight.add_done_callback(lambda _: flights.pop(key, None))
+    await asyncio.shield(flight)
 
 
 class _stop_at:

@@ -286,3 +286,21 @@ async def test_status_of_a_queue_never_filled_is_all_zero_and_makes_nothing(
         assert await redis.keys(f"asyncx:{{q:{name}}}*") == []
     finally:
         await redis.aclose()
+
+
+async def test_a_mistyped_secret_is_named_and_the_fixed_rerun_finishes_the_queue(
+    tmp_path: Path, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    async with FakeX() as fake:
+        users = {"ann": fake.users.create("ann")}
+        good = _credentials(tmp_path, fake, users)
+        bad = tmp_path / "bad.toml"
+        bad.write_text(good.read_text().replace(fake.consumer_secret, "typo-secret-xyz"))
+        jobs = _jobs(tmp_path, [{"user": "ann", "text": f"typo {i}"} for i in range(3)])
+        common = ["--redis", redis_server.url, "--queue", f"typo-{redis_prefix}", "--base-url", fake.base_url]
+        code, out, err = await _cli("post", jobs, *common, "--credentials", bad)
+        assert code == 1 and "user 'ann': credentials refused (401); 3 line(s) not done" in err, err
+        assert "typo-secret" not in out + err and len(fake.posts) == 0
+        code, _, err = await _cli("post", jobs, *common, "--credentials", good)
+        assert code == 0 and "3 line(s) added" in err, err
+        assert _texts(fake) == Counter({f"typo {i}": 1 for i in range(3)})

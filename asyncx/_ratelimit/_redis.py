@@ -249,7 +249,7 @@ class RedisStore:
         granted = n
         taken: list[Sequence[WindowLike]] = []
         stop: Taken | None = None
-        for group in self._groups(windows):
+        for _, group in self._groups(windows):
             reply, shift = await self._call(self._take, group, now, skew, {"n": granted})
             for spec, seen in zip(group, reply["windows"], strict=True):
                 reset = seen.get("reset")
@@ -302,9 +302,8 @@ class RedisStore:
                 fields["retry_after"] = answer.retry_after
             readings = answer.readings
         back: float | None = None
-        for group in self._groups(windows):
-            # The grant was counted in the first ``held`` windows; a group keeps the budget's order.
-            positions = [i for i, spec in enumerate(windows) if any(spec is g for g in group)]
+        for positions, group in self._groups(windows):
+            # The grant was counted in the first ``held`` windows of the budget.
             fields["held"] = sum(1 for i in positions if i < held)
             mine = [readings[i] if i < len(readings) else None for i in positions]
             reply, shift = await self._call(self._settle, group, now, skew, fields, mine)
@@ -322,7 +321,7 @@ class RedisStore:
             assert self._fallback is not None
             self._fallback.refund_now(windows, n, now, skew)
             return
-        for group in self._groups(windows):
+        for _, group in self._groups(windows):
             await self._call(self._refund, group, now, skew, {"n": n, "channel": self._channel})
 
     def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
@@ -454,15 +453,16 @@ class RedisStore:
                     await self._redis.initialize()
                     self._ready = True
 
-    def _groups(self, windows: Sequence[WindowLike]) -> list[Sequence[WindowLike]]:
-        """The windows one script may touch together: all of them on a single node; on a Cluster, those
-        of one key (one hash slot), a budget's own before the app-wide ones."""
+    def _groups(self, windows: Sequence[WindowLike]) -> list[tuple[Sequence[int], Sequence[WindowLike]]]:
+        """The windows one script may touch together, with their positions in ``windows``: all of them
+        on a single node; on a Cluster, those of one key (one hash slot), a budget's own before the
+        app-wide ones. Each group keeps the budget's order."""
         if not self._cluster or len(windows) < 2:
-            return [windows]
-        groups: dict[str, list[WindowLike]] = {}
-        for spec in windows:
-            groups.setdefault(_place(spec.key)[0], []).append(spec)
-        return list(groups.values())
+            return [(range(len(windows)), windows)]
+        positions: dict[str, list[int]] = {}
+        for i, spec in enumerate(windows):
+            positions.setdefault(_place(spec.key)[0], []).append(i)
+        return [(p, [windows[i] for i in p]) for p in positions.values()]
 
     def _clock_arg(self, now: float, skew: Skew) -> tuple[str, float]:
         """How the scripts get X's time: Redis's ``TIME`` plus a correction, or the caller's clock.

@@ -10,7 +10,6 @@ before anyone uses it; the others wait for it and adopt it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import secrets
@@ -90,7 +89,7 @@ class RedisTokens:
     async def adopt(self, user_id: str, pair: Pair) -> Pair:
         """The fleet's pair for the user: the stored one, or ``pair``, stored, if Redis holds none."""
         key, _ = self._keys(user_id)
-        raw = await self._guarded(self._stored(keys=[key], args=[_encode(pair), int(KEEP * 1000)]))
+        raw = await self._guarded(lambda: self._stored(keys=[key], args=[_encode(pair), int(KEEP * 1000)]))
         return _decode(raw)
 
     async def renew(
@@ -104,20 +103,17 @@ class RedisTokens:
         the new pair; the others wait for it. ``own``, the pair this process was given, is tried when X
         refuses the stored refresh token: the user may have authorised the app again.
         """
-        return await self._guarded(self._renew(user_id, refused, current, exchange, own))
+        return await self._guarded(lambda: self._renew(user_id, refused, current, exchange, own))
 
-    async def _guarded(self, work: Awaitable[_T]) -> _T:
-        """``work`` once the client is ready; Redis failing on the way is ``StoreUnavailable``."""
+    async def _guarded(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """``work()`` once the client is ready; Redis failing on the way is ``StoreUnavailable``."""
         try:
             await self._ready()
-            return await work
+            return await work()
         except XError:
             raise
         except Exception as exc:
             raise self._unreachable(exc) from None
-        finally:
-            if inspect.iscoroutine(work):
-                work.close()  # not started if the client could not get ready
 
     async def _renew(
         self, user_id: str, refused: str, current: Pair, exchange: Exchange, own: Pair | None

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from .._auth import BearerUser
-from .._client import Client
+from .._client import DEFAULT_BASE_URL, Client
 from .._errors import ValidationError, XError
 from .._models import RateLimit
 from .._ratelimit._redis import RedisStore
@@ -205,7 +205,7 @@ async def _post(args: argparse.Namespace) -> int:
             )
         else:
             creds = _credentials(args.credentials)
-            base_url = args.base_url or "https://api.twitter.com"
+            base_url = args.base_url or DEFAULT_BASE_URL
         missing = sorted(name for name in per_user if name not in creds.users)
         for name in missing:
             console.print(
@@ -217,17 +217,26 @@ async def _post(args: argparse.Namespace) -> int:
             moved = journal.migrate_line_numbers(_identities(args.jobs, creds))
             console.print(f"journal {journal.path}: re-keyed {moved} line(s) by what they are, not where")
         _restore_tokens(creds, journal)
-        try:
-            limits = _rate_limits(args.rate_limit)
-            store = RedisStore(args.redis, cluster=args.redis_cluster) if args.redis else None
-            client = Client(
-                creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits, store=store
-            )
-        except (ValidationError, ValueError) as exc:  # ValueError: a Redis URL that is not one
-            raise _Usage(str(exc)) from None
+        client, _ = _client_for(args, creds, base_url)
         await stack.enter_async_context(client)
         return await _run(args, client, creds, journal, total, per_user, console)
     return 0  # pragma: no cover - the context manager always returns above
+
+
+def _client_for(
+    args: argparse.Namespace, creds: Credentials, base_url: str
+) -> tuple[Client, RedisStore | None]:
+    """The job's client (and its store): its rate-limit overrides, and budgets (and tokens) shared
+    through ``--redis``."""
+    try:
+        limits = _rate_limits(args.rate_limit)
+        store = RedisStore(args.redis, cluster=args.redis_cluster) if args.redis else None
+        client = Client(
+            creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits, store=store
+        )
+        return client, store
+    except (ValidationError, ValueError) as exc:  # ValueError: a Redis URL that is not one
+        raise _Usage(str(exc)) from None
 
 
 def _identities(jobs: Path, creds: Credentials) -> Iterator[tuple[int, str, str, str]]:
@@ -407,9 +416,8 @@ async def _run(
             remaining[primary.key] = remaining.get(primary.key, 0) + count
 
     stopped = _on_signals(client, console)
-    names = {u.key: name for name, uc in creds.users.items() for u in (uc.oauth1, uc.bearer) if u is not None}
     can_run = {name for name in per_user if name in creds.users}
-    refused: dict[str, int] = {}  # user name -> lines that ended with their credentials refused
+    refused = _Refusals(creds)
 
     def items() -> Iterator[Item]:
         keys = LineKeys()
@@ -453,11 +461,8 @@ async def _run(
                 user_key = owner.pop(outcome.key, None)
                 if user_key in remaining:
                     remaining[user_key] -= 1
-                for step in (outcome, *outcome.steps):
-                    if step.error_type in _REFUSED and step.user in names:
-                        name = names[step.user]
-                        refused[name] = refused.get(name, 0) + 1
-                if refused and not stopped and can_run <= set(refused):
+                refused.count(outcome)
+                if refused.lines and not stopped and can_run <= set(refused.lines):
                     stopped.halt(client, _EVERYONE_REFUSED)
                 progress.advance(task)
         finally:
@@ -467,8 +472,8 @@ async def _run(
     uploads = _uploads(client)
     if uploads["uploads"] or uploads["segments"]:
         summary["uploads"] = uploads
-    if refused:
-        summary["credentials_refused"] = refused
+    if refused.lines:
+        summary["credentials_refused"] = refused.lines
     if stopped.signum is not None:
         summary["stopped_by"] = signal.Signals(stopped.signum).name
     elif stopped.reason is not None:
@@ -477,8 +482,7 @@ async def _run(
     _print_summary(summary)
     if stopped.closing is not None:
         await stopped.closing
-    for name, count in sorted(refused.items()):
-        console.print(f"user {name!r}: credentials refused (401); {count} line(s) not done", markup=False)
+    refused.tell(console)
     if stopped.signum is not None:
         console.print(f"stopped by {summary['stopped_by']}: run the same command again to finish the job")
         return 128 + stopped.signum
@@ -508,6 +512,26 @@ class _Stop:
         """Stop for ``reason``: nothing new is sent; requests on the wire get ``STOP_GRACE`` seconds."""
         self.reason = reason
         self.closing = asyncio.get_running_loop().create_task(client.aclose(grace=STOP_GRACE))
+
+
+class _Refusals:
+    """Lines that ended with their user's credentials refused, by user name, and saying so."""
+
+    def __init__(self, creds: Credentials) -> None:
+        self._names = {
+            u.key: name for name, uc in creds.users.items() for u in (uc.oauth1, uc.bearer) if u is not None
+        }
+        self.lines: dict[str, int] = {}
+
+    def count(self, outcome: Outcome) -> None:
+        for step in (outcome, *outcome.steps):
+            if step.error_type in _REFUSED and step.user in self._names:
+                name = self._names[step.user]
+                self.lines[name] = self.lines.get(name, 0) + 1
+
+    def tell(self, console: Console) -> None:
+        for name, count in sorted(self.lines.items()):
+            console.print(f"user {name!r}: credentials refused (401); {count} line(s) not done", markup=False)
 
 
 #: Outcomes that say a user's credentials were refused.

@@ -124,7 +124,6 @@ class _Taken:
     """A line this worker holds: its stream entry and what it ended as, step by step."""
 
     id: str
-    number: int
     steps: dict[str, tuple[str, int, dict[str, Any]]] = attrs.Factory(dict)
 
 
@@ -332,7 +331,7 @@ class RedisQueue:
                 for entry in entries:
                     if entry["k"] not in self._held:  # else ours already, under way here
                         # Held from now on, so the heartbeat keeps it ours until it is yielded.
-                        self._held[entry["k"]] = _Taken(entry["id"], int(entry["n"]))
+                        self._held[entry["k"]] = _Taken(entry["id"])
                         fresh.append(entry)
                 for i, entry in enumerate(fresh):
                     if self._stopping:  # taken, never started: claimable by others at once

@@ -17,10 +17,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .._client import Client
-from .._errors import StoreUnavailable, ValidationError
-from .._ratelimit._redis import RedisStore
-from ._command import _credentials, _on_signals, _rate_limits, _Report, _Usage, run_command
+from .._client import DEFAULT_BASE_URL
+from .._errors import StoreUnavailable
+from ._command import (
+    _client_for,
+    _credentials,
+    _on_signals,
+    _Refusals,
+    _Report,
+    _Usage,
+    run_command,
+)
 from ._jobs import Credentials, read_lines
 from ._queue import QueueCounts, RedisQueue
 from ._runner import run
@@ -110,18 +117,10 @@ async def _work(
     args: argparse.Namespace, queue: RedisQueue, creds: Credentials, console: Console, report: _Report
 ) -> tuple[int, QueueCounts]:
     """Work the queue until it drains (or a signal): ``(exit code, the queue's counts)``."""
-    try:
-        store = RedisStore(args.redis, cluster=args.redis_cluster)
-        client = Client(
-            creds.consumer_key,
-            creds.consumer_secret,
-            base_url=args.base_url or "https://api.twitter.com",
-            rate_limits=_rate_limits(args.rate_limit),
-            store=store,
-        )
-    except (ValidationError, ValueError) as exc:
-        raise _Usage(str(exc)) from None
+    client, store = _client_for(args, creds, args.base_url or DEFAULT_BASE_URL)
+    assert store is not None  # the queue's commands all take --redis
     mine: Counter[str] = Counter()
+    refused = _Refusals(creds)
     start = time.monotonic()
     async with client:
         stopped = _on_signals(client, console, queue.stop)
@@ -129,6 +128,7 @@ async def _work(
         try:
             async for outcome in run(client, queue, concurrency=args.concurrency):
                 mine[outcome.kind] += 1
+                refused.count(outcome)
         except StoreUnavailable as exc:
             raise _Usage(
                 f"{exc}; lines this worker held (if any) are taken over by other workers after "
@@ -149,10 +149,13 @@ async def _work(
             "seconds": round(time.monotonic() - start, 3),
             "redis_round_trips_per_line": round(trips / ended, 2) if ended else None,
         }
+        if refused.lines:
+            summary["credentials_refused"] = refused.lines
         if stopped.signum is not None:
             summary["stopped_by"] = stopped.signum
         report.close(summary)
     _print_counts(f"queue {args.queue}", counts, mine)
+    refused.tell(console)
     if stopped.signum is not None:
         console.print("stopped: this worker's lines not done went back to the queue")
         return 128 + stopped.signum, counts
