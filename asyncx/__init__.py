@@ -62,11 +62,11 @@ from ._retry import RetryPolicy
 from ._transport import MockTransport, Response, Timeouts, WireRequest
 from ._upload import UploadSession
 from ._validation import weighted_length
+from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from ._ratelimit import RedisStore
 
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "APIError",

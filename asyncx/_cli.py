@@ -36,7 +36,10 @@ exit codes: 0 the queue has drained; 2 bad usage or Redis unreachable; 130 / 143
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="asyncx", description="Bulk jobs for the X API.")
+    parser.add_argument("--version", action="version", version=f"asyncx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     post = sub.add_parser(
         "post",

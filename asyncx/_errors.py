@@ -7,6 +7,7 @@
     ├── TransportError           connection, TLS or timeout failure (``retryable`` is false for TLS refusals)
     ├── StoreUnavailable         the shared rate-limit store cannot be reached
     ├── DeliveryUnknown          a post without text may have been made, and reading back could not tell
+    ├── MediaProcessingFailed    X could not process an uploaded video or GIF
     ├── UsageError               misuse: a closed session, a call from another event loop
     │   └── ClientClosed         the client is closed, or was closed while this call was open
     └── APIError                 X answered with an error: ``status``, ``problem``, ``errors``, ``headers``
@@ -41,6 +42,7 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "MalformedResponse",
+    "MediaProcessingFailed",
     "NotFound",
     "Problem",
     "RateLimited",

@@ -327,9 +327,7 @@ async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path:
             await asyncio.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
-        done_before = (
-            sqlite3.connect(journal).execute("SELECT COUNT(*) FROM steps WHERE state='done'").fetchone()[0]
-        )
+        done_before = _journaled(journal)
         assert 0 < done_before < len(lines)
         code, _, _ = await _cli("post", jobs, "--credentials", creds, "--base-url", fake.base_url)
         assert code == 0
@@ -337,9 +335,8 @@ async def test_kill_9_mid_run_then_rerun_posts_every_line_exactly_once(tmp_path:
         assert sorted(texts) == sorted(
             line["text"] for line in lines
         )  # every line once: none lost, none doubled
-        states = dict(
-            sqlite3.connect(journal).execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall()
-        )
+        with contextlib.closing(sqlite3.connect(journal)) as db:
+            states = dict(db.execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall())
         assert states == {"done": len(lines)}
 
 

@@ -82,3 +82,27 @@ def test_validation_error_lists_every_field_and_names_the_first() -> None:
     assert err.field == "a"
     assert str(err) == "a: bad; b: worse"
     assert isinstance(err, ValueError) and isinstance(err, asyncx.XError)
+
+
+def test_the_error_tree_drawn_in_the_module_docstring_names_every_exported_error() -> None:
+    """Every exception class the package exports is in ``_errors.__all__`` and in the drawn tree, under
+    its real parent, so the picture a reader trusts cannot drift from the classes."""
+    from asyncx import _errors
+
+    exported = {
+        name: obj
+        for name in asyncx.__all__
+        if isinstance(obj := getattr(asyncx, name), type) and issubclass(obj, BaseException)
+    }
+    assert set(exported) <= set(_errors.__all__)
+    drawn: list[tuple[int, type]] = []  # (indent, class), in the order drawn
+    for line in (_errors.__doc__ or "").splitlines():
+        stripped = line.lstrip(" │├└─")
+        name = stripped.split(" ", 1)[0]
+        if name in exported:
+            drawn.append((len(line) - len(stripped), exported[name]))
+    assert {cls for _, cls in drawn} == set(exported.values())
+    for i, (indent, cls) in enumerate(drawn):
+        above = [parent for depth, parent in drawn[:i] if depth < indent]
+        if above:
+            assert issubclass(cls, above[-1]), (cls, above[-1])

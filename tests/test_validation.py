@@ -6,11 +6,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twitter_text import parse_tweet
 
 import asyncx
+from asyncx._validation import _parse_tweet
 
 from .strategies import any_text, ascii_text, sentences
+
+
+def parse_tweet(text: str) -> Any:
+    """twitter-text-parser's own count, loaded as asyncx loads it (it needs no ``pkg_resources`` then)."""
+    return _parse_tweet()(text)
 
 
 def test_280_ascii_passes_281_fails() -> None:
@@ -61,7 +66,7 @@ def test_full_stops_skip_the_parse_and_urls_do_not(text: str) -> None:
 
 
 def test_a_sentence_with_full_stops_is_weighed_without_twitter_text() -> None:
-    from asyncx._validation import _measure, _parse_tweet
+    from asyncx._validation import _measure
 
     _parse_tweet.cache_clear()
     assert _measure("Done. Next: 3 more... ok.") == (25, True)

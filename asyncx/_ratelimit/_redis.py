@@ -231,9 +231,13 @@ class RedisStore:
     synchronous = False
 
     def configure(self, *, flight_ttl: float) -> None:
+        """Count a grant never settled (its process died mid-request) as in flight for at most
+        ``flight_ttl`` seconds: the client sets it to the longest a request can take."""
         self._flight_ttl = flight_ttl
 
     async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
+        """Grant up to ``n`` sends that every window has room for, in one atomic script per hash slot;
+        with ``fallback_share``, against the local share while Redis cannot be reached."""
         if self._use_fallback():
             return self._fallback_take(windows, n, now, skew)
         try:
@@ -291,6 +295,8 @@ class RedisStore:
         skew: Skew,
         ticket: object = None,
     ) -> float | None:
+        """Release one grant and reconcile the shared windows with X's answer (None: no answer came, so
+        the send stays counted); for a 429, return when room comes back (local time)."""
         if ticket is _FALLBACK:
             assert self._fallback is not None
             return self._fallback.settle_now(windows, held, answer, now, skew)
@@ -317,6 +323,7 @@ class RedisStore:
     async def refund(
         self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
+        """Give back ``n`` grants that were never sent."""
         if ticket is _FALLBACK:
             assert self._fallback is not None
             self._fallback.refund_now(windows, n, now, skew)
@@ -325,17 +332,21 @@ class RedisStore:
             await self._call(self._refund, group, now, skew, {"n": n, "channel": self._channel})
 
     def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
+        """Not available: every operation is a round trip to Redis (``synchronous`` is False)."""
         raise NotImplementedError("RedisStore is not synchronous: await take()")
 
     def settle_now(
         self, windows: Sequence[WindowLike], held: int, answer: Answer | None, now: float, skew: Skew
     ) -> float | None:
+        """Not available: every operation is a round trip to Redis (``synchronous`` is False)."""
         raise NotImplementedError("RedisStore is not synchronous: await settle()")
 
     def refund_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> None:
+        """Not available: every operation is a round trip to Redis (``synchronous`` is False)."""
         raise NotImplementedError("RedisStore is not synchronous: await refund()")
 
     def view(self, windows: Sequence[WindowLike], now: float, skew: Skew) -> list[WindowView]:
+        """The windows as this process last saw them in Redis, without a round trip (for estimates)."""
         out = []
         for spec in windows:
             seen = self._views.get(spec.key)
@@ -368,9 +379,12 @@ class RedisStore:
         return self._tokens
 
     def subscribe(self, on_answer: OnAnswer) -> None:
+        """Have ``on_answer(key)`` called when another process settles a send in a window nobody had
+        anchored yet (through a pub/sub channel), so budgets waiting on it ask again."""
         self._on_answer = on_answer
 
     async def aclose(self) -> None:
+        """Stop listening and close the connections to Redis; a ``Client`` given the store calls it."""
         if self._closed:
             return
         self._closed = True
@@ -555,4 +569,4 @@ class RedisStore:
                 await asyncio.sleep(self._retry_after_failure)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()

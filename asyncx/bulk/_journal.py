@@ -80,13 +80,19 @@ class Journal:
             raise sqlite3.OperationalError(f"{self.path}: {exc.strerror or exc}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            self._release_lock()
+            raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
             if "first_sent" not in columns:  # a journal from before reads settled posts without text
                 self._db.execute("ALTER TABLE steps ADD COLUMN first_sent REAL")
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # not a journal, or a damaged one: hold on to nothing
+            self._db.close()
+            self._release_lock()
             raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
         if self._version() == 0 and not self._has_line_numbers():
             self._db.execute(f"PRAGMA user_version = {VERSION}")
@@ -194,10 +200,12 @@ class Journal:
         )
 
     def upload(self, key: str) -> dict[str, Any] | None:
+        """How far a media upload got, as ``save_upload`` kept it, or None."""
         row = self._db.execute("SELECT state FROM uploads WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def tokens(self, user_id: str) -> tuple[str, str | None] | None:
+        """A user's OAuth 2.0 tokens as a run last refreshed them, ``(access, refresh)``, or None."""
         row = self._db.execute(
             "SELECT access_token, refresh_token FROM tokens WHERE user_id = ?", (user_id,)
         ).fetchone()
@@ -253,8 +261,12 @@ class Journal:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM steps GROUP BY state").fetchall())
 
     def close(self) -> None:
+        """Write what waits to be written, close the database and let go of the lock."""
         self.flush()
         self._db.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         if self._lock is not None:
             os.close(self._lock)  # releases the lock
             self._lock = None

@@ -1,6 +1,7 @@
 """``FakeX``: an in-process X API server with X's semantics, for testing bots and jobs without X.
 
-It serves the four endpoints asyncx calls over real loopback sockets, with fixed per-user windows
+It serves the endpoints asyncx calls (and the lookups other clients make first) over real loopback
+sockets, with fixed per-user windows
 anchored on the first request the server sees, ``x-rate-limit-*`` and 24-hour headers, a ``Date``
 header from its own (possibly skewed) clock, OAuth 1.0a signature, timestamp and nonce checks, bearer
 tokens bound to users, duplicate-content refusals, collections with a capacity, and seeded faults.
@@ -61,6 +62,9 @@ DEFAULT_LIMITS: Mapping[str, RateLimit] = {
 }
 
 _PROBLEMS = "https://api.twitter.com/2/problems/"
+#: Where a multipart request's parsed form waits for its route: a typed request key from aiohttp 3.14 on
+#: (a plain string key warns there), the string itself on older aiohttp, which has no RequestKey.
+_FORM: Any = web.RequestKey("form", dict) if hasattr(web, "RequestKey") else "form"
 _DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
 _REPLY_GONE = "You attempted to reply to a Tweet that is deleted or not visible to you."
 _UNSUPPORTED = (
@@ -231,6 +235,7 @@ class _Users:
         self._ids = itertools.count(max(int(user.user_id) + 1, next(self._ids)))
 
     def get(self, name: str) -> FakeUser | None:
+        """The user called ``name``, or None (``fake.users[name]`` raises ``KeyError`` instead)."""
         return self._by_name.get(name)
 
     def __getitem__(self, name: str) -> FakeUser:
@@ -263,6 +268,8 @@ class FakeMedia:
     alt_text: str | None = None
 
     def status(self, now: float) -> str:
+        """The state at ``now`` (server clock): processing ends ``succeeded``, or ``failed`` for media
+        ``FakeX.fail_processing`` marked, once ``ready_at`` has come."""
         if self.state == "processing" and now >= self.ready_at:
             self.state = "failed" if self.fails else "succeeded"
         return self.state
@@ -399,6 +406,8 @@ class FakeX:
     # -- life cycle ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
+        """The aiohttp application that serves the fake, for mounting in a server of your own
+        (``start`` serves it on a loopback port)."""
         app = web.Application(client_max_size=_checks.MAX_SEGMENT + 64 * 1024, middlewares=[_json_errors])
         app.on_response_prepare.append(self._stamp_date)
         app.router.add_get("/2/openapi.json", self._openapi)
@@ -417,6 +426,8 @@ class FakeX:
         )
 
     async def start(self) -> FakeX:
+        """Serve on the host and port given (a free port by default) and set ``base_url``; ``async with``
+        calls it. With ``tls=True``, a throw-away certificate is made first."""
         if self._tls and self._ssl is None:
             self._ssl = self_signed()
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
@@ -432,6 +443,7 @@ class FakeX:
         return self
 
     async def stop(self) -> None:
+        """Stop serving, and write the state to ``state`` if one was given."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -629,7 +641,7 @@ class FakeX:
         self, request: web.Request, route: _Route, effect: Callable[..., Any]
     ) -> web.StreamResponse:
         if request.content_type == "multipart/form-data":
-            request["form"] = await _read_form(request)  # media segments: never part of a signature
+            request[_FORM] = await _read_form(request)  # media segments: never part of a signature
             body = b""
         else:
             body = await request.read()
@@ -1193,7 +1205,7 @@ class FakeX:
         return media
 
     def _media_upload(self, request: web.Request, body: bytes, user_id: str) -> tuple[int, Any, bool]:
-        form: Mapping[str, Any] = request.get("form") or {}
+        form: Mapping[str, Any] = request.get(_FORM) or {}
         data = _file_bytes(form.get("media"))
         self.media_bytes += len(data)
         category = form.get("media_category", "tweet_image")
@@ -1237,7 +1249,7 @@ class FakeX:
             return media
         if media.state != "uploading":
             return self._invalid("The media has been finalized.", "media_id", media_id)
-        form: Mapping[str, Any] = request.get("form") or {}
+        form: Mapping[str, Any] = request.get(_FORM) or {}
         index = form.get("segment_index", "")
         if not isinstance(index, str) or not index.isdigit() or not 0 <= int(index) <= 999:
             return self._invalid("$.segment_index: must be an integer from 0 to 999", "segment_index")
