@@ -47,9 +47,10 @@ def _outside_the_tree(session: nox.Session) -> Iterator[None]:
     """Work in a copy of ``tests/`` outside the checkout, so ``import asyncx`` finds the installed one."""
     with tempfile.TemporaryDirectory(prefix="asyncx-tests-") as tmp:
         work = Path(tmp)
-        # The tests find the example job and the Node client beside them, as in a checkout.
+        # The tests find the example job, the docs and the Node client beside them, as in a checkout.
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "examples", work / "examples", ignore=shutil.ignore_patterns("*.sandbox.*"))
+        shutil.copytree(ROOT / "docs", work / "docs")
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         session.chdir(work)
         yield

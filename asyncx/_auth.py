@@ -115,6 +115,7 @@ class BearerUser:
 
     @property
     def authorization(self) -> str:
+        """The ``Authorization`` header for this user's requests: ``Bearer`` and the current token."""
         return f"Bearer {self.access_token}"
 
     def __repr__(self) -> str:

@@ -163,6 +163,7 @@ class Client:
                 raise ValidationError("must be callable", field=name)
         if transport is not None and not callable(getattr(transport, "send", None)):
             raise ValidationError("must be an asyncx transport (with send and aclose)", field="transport")
+        #: Where requests go: ``https://`` (or ``http://`` to a loopback host), without a trailing slash.
         self.base_url = check_base_url(base_url)
         if (consumer_key is None) != (consumer_secret is None):
             raise ValidationError("consumer_key and consumer_secret go together", field="consumer_secret")
@@ -172,6 +173,7 @@ class Client:
             else None
         )
         self._user = user
+        #: The longest a call waits for rate budget before it raises ``RateLimited`` (None: no bound).
         self.max_wait = max_wait
         # The default policy (and tenacity with it) is made on the first retry: most calls need none.
         self._retry: RetryPolicy | None = retry
@@ -187,6 +189,7 @@ class Client:
             session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
         )
         self._oauth2 = OAuth2Refresher(self._transport, self.base_url)
+        #: The rate-limit scheduler every call waits in (``rate_stats`` reads its counters).
         self.scheduler = Scheduler(
             rate_limits,
             clock=clock,

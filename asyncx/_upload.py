@@ -64,6 +64,7 @@ class UploadSession:
 
     @property
     def segments(self) -> int:
+        """How many segments the whole upload takes."""
         return math.ceil(self.total_bytes / self.segment_size)
 
 

@@ -164,9 +164,13 @@ class MemoryStore:
                 windows[key] = window
 
     async def take(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
+        """Grant up to ``n`` sends that every window has room for (``take_now``, as a coroutine)."""
         return self.take_now(windows, n, now, skew)
 
     def take_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> Taken:
+        """Grant up to ``n`` sends that every window has room for, counting them as in flight. When fewer
+        are granted, say when room comes back (a window's reset) or which window's answer must come
+        first (one probe is out and its answer anchors the window)."""
         x = now + low(skew)
         get = self._windows.get
         held: list[_Window] = []
@@ -213,11 +217,14 @@ class MemoryStore:
         skew: Skew,
         ticket: object = None,
     ) -> float | None:
+        """Release one grant and reconcile with X's answer (``settle_now``, as a coroutine)."""
         return self.settle_now(windows, held, answer, now, skew)
 
     def settle_now(
         self, windows: Sequence[WindowLike], held: int, answer: Answer | None, now: float, skew: Skew
     ) -> float | None:
+        """Release one grant and reconcile each window with what X's headers say of it (None: no answer
+        came, so the send stays counted). For a 429, return when room comes back (local time)."""
         x = now + low(skew)
         if answer is None:  # sent, but no answer came: it may have reached X, so it stays counted
             for spec in windows[:held]:
@@ -263,9 +270,11 @@ class MemoryStore:
     async def refund(
         self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew, ticket: object = None
     ) -> None:
+        """Give back ``n`` grants that were never sent (``refund_now``, as a coroutine)."""
         self.refund_now(windows, n, now, skew)
 
     def refund_now(self, windows: Sequence[WindowLike], n: int, now: float, skew: Skew) -> None:
+        """Give back ``n`` grants that were never sent: they leave no trace in the windows."""
         x = now + low(skew)
         for spec in windows:
             w = self._get(spec, x)
@@ -273,6 +282,7 @@ class MemoryStore:
             w.used = max(0, w.used - n)
 
     def view(self, windows: Sequence[WindowLike], now: float, skew: Skew) -> list[WindowView]:
+        """The windows as they stand now (room, limit, reset), for estimates such as ``max_wait``'s."""
         offset = low(skew)
         x = now + offset
         out = []

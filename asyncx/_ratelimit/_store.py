@@ -36,15 +36,29 @@ class WindowLike(Protocol):
     standing in for one (``MemoryStore.bind``)."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The window's name in the store (the user's, or an app-wide one's)."""
+        ...
+
     @property
-    def limit(self) -> int | None: ...
+    def limit(self) -> int | None:
+        """Sends per window: None while it is to be learned from X's first answer, -1 for none."""
+        ...
+
     @property
-    def seconds(self) -> float: ...
+    def seconds(self) -> float:
+        """How long the window lasts."""
+        ...
+
     @property
-    def trusted(self) -> bool: ...
+    def trusted(self) -> bool:
+        """False for a documented default, probed with one request until X answers."""
+        ...
+
     @property
-    def guess(self) -> bool: ...
+    def guess(self) -> bool:
+        """True for an app-wide cap that is dropped if X's answers do not report it."""
+        ...
 
 
 @attrs.frozen(slots=True)
@@ -166,7 +180,9 @@ class Store(Protocol):
         and ``on_answer(None)`` when such news may have been missed (every waiting budget asks again)."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the store's connections; the client that was given the store calls it."""
+        ...
 
 
 def unseen_view(spec: WindowLike) -> WindowView:

@@ -70,13 +70,16 @@ class QueueCounts:
 
     @property
     def ended(self) -> int:
+        """Lines that have ended, however they ended."""
         return self.done + self.failed + self.unknown
 
     @property
     def drained(self) -> bool:
+        """True once no line is queued or in flight: every line has ended."""
         return self.queued == 0 and self.in_flight == 0
 
     def to_dict(self) -> dict[str, int]:
+        """The counts by name, as ``asyncx status --json`` prints them."""
         return attrs.asdict(self)
 
 
@@ -396,15 +399,20 @@ class RedisQueue:
 
     @property
     def journal(self) -> RedisQueue:
+        """The queue itself: it keeps each step's state in Redis, where a journal would keep it."""
         return self
 
     def get(self, key: str, digest: str) -> Record | None:
+        """The record of a step of a line this worker holds, as it was when the line was taken (None if
+        it is new, or its line has changed since)."""
         record = self._records.get(key)
         if record is None or record.get("d") != digest or "s" not in record:
             return None
         return Record(record["s"], int(record.get("a", 0)), record.get("r") or {}, record.get("f"))
 
     async def sending_soon(self, key: str, digest: str) -> None:
+        """Record in Redis that the step is about to be sent, batched with the others that start at the
+        same time; returns once Redis has it."""
         now = time.time()
         await self._sending.add({"k": key, "d": digest, "now": now})
         record = self._records.setdefault(key, {})
@@ -416,6 +424,7 @@ class RedisQueue:
         await self._call(self._sending_script(keys=[self._table], args=[args]))
 
     def finish(self, key: str, state: str, attempts: int, result: dict[str, Any]) -> None:
+        """Note how a step ended; it reaches Redis with its line's ending (``ended``)."""
         line = _line_of(key)
         taken = self._held.get(line)
         if taken is not None:
@@ -424,9 +433,12 @@ class RedisQueue:
         record.update({"s": state, "a": int(record.get("a", 0)) + attempts, "r": result})
 
     def upload(self, key: str) -> dict[str, Any] | None:
+        """How far a media upload of this worker got, or None. Kept in this process only: a line another
+        worker takes over uploads its media afresh."""
         return self._uploads.get(key)
 
     def save_upload(self, key: str, state: dict[str, Any]) -> None:
+        """Keep how far a media upload got, for as long as this worker holds the line."""
         self._uploads[key] = state
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -441,6 +453,7 @@ class RedisQueue:
             ) from exc
 
     async def aclose(self) -> None:
+        """Close the connection to Redis."""
         await self._redis.aclose()
 
 

@@ -62,8 +62,8 @@ def _digest(request: Request, user: User) -> str:
 
 @attrs.frozen
 class Item:
-    """One action of a job. ``key`` names it in the journal (``line:12``); ``digest`` tells a changed item
-    from the one journaled under the same key (by default, a hash of the request and the user)."""
+    """One action of a job. ``key`` names it in the journal (``order:12``, say); ``digest`` tells a changed
+    item from the one journaled under the same key (by default, a hash of the request and the user)."""
 
     key: str
     request: Request
@@ -82,7 +82,9 @@ class Item:
 class Outcome:
     """How one item (or one of its ``then`` steps) ended.
 
-    ``status`` is ``done`` or ``failed``. ``resumed`` means the journal already had it done. A post
+    ``status`` is ``done``, ``failed`` or ``unknown`` (a post without text that may exist, and that reading
+    back could not settle); ``kind`` says which of the not-done ones a rerun sends again. ``resumed``
+    means the journal already had it done. A post
     delivered by an earlier, unanswered attempt is done with ``delivered_earlier`` and no ``tweet_id``
     (X does not say it). ``retryable`` failures (anything but X refusing the request for its content)
     are sent again when the job is run again with the same journal. ``user`` is the key of the user who
@@ -118,6 +120,7 @@ class Outcome:
         return "not_done" if self.retryable else "failed"
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready data (``asyncx post --report`` writes these), unset fields left out."""
         data = attrs.asdict(self, recurse=False)
         data["steps"] = [s.to_dict() for s in self.steps]
         # Leave out what is unset; keep counts, even 0.

@@ -25,6 +25,7 @@ class ManualClock:
         self._seq = itertools.count()
 
     def time(self) -> float:
+        """The clock's time, in epoch seconds (calling the clock itself gives the same)."""
         return self._now
 
     __call__ = time
@@ -35,6 +36,7 @@ class ManualClock:
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
     async def sleep(self, seconds: float) -> None:
+        """Wait until ``advance`` moves the clock ``seconds`` on (a wait of 0 or less yields once)."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
