@@ -64,6 +64,7 @@ async def test_in_flight_at_a_crash_is_settled_on_resume(tmp_path: Path) -> None
             "never reached X",
         ]
         assert journal.counts() == {"done": 2}
+        journal.close()  # a journal given to run() stays the caller's to close
 
 
 async def test_a_changed_item_under_the_same_key_is_sent_anew(tmp_path: Path) -> None:

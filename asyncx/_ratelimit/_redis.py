@@ -133,7 +133,9 @@ def connect(url: str, *, cluster: bool = False, timeout: float = 2.0) -> Redis:
         from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.cluster import RedisCluster
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("asyncx needs the redis package for Redis: pip install 'asyncx-sdk[redis]'") from exc
+        raise ImportError(
+            "asyncx needs the redis package for Redis: pip install 'asyncx-sdk[redis]'"
+        ) from exc
     options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if cluster:
         return cast("Redis", RedisCluster.from_url(url, **options))
