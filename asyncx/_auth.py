@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from ._errors import ValidationError
+from ._transport import check_proxy
 from ._validation import check_credential, is_id
 
 __all__ = ["BearerUser", "OAuth1Signer", "OAuth1User", "User", "form_encode", "percent_encode"]
@@ -51,16 +52,19 @@ def _fingerprint(secret: str) -> str:
 class OAuth1User:
     """A user who authorised the app through OAuth 1.0a (needed for collections; can post).
 
-    ``user_id`` is optional; when absent it is read from the token, which X prefixes with it.
+    ``user_id`` is optional; when absent it is read from the token, which X prefixes with it. ``proxy``
+    is an HTTP proxy URL this user's requests go through (instead of the client's).
     """
 
     access_token: str = attrs.field(repr=False)
     access_token_secret: str = attrs.field(repr=False)
     user_id: str | None = None
+    proxy: str | None = attrs.field(default=None, kw_only=True, repr=False)
 
     def __attrs_post_init__(self) -> None:
         check_credential("access_token", self.access_token)
         check_credential("access_token_secret", self.access_token_secret)
+        check_proxy(self.proxy)
         if isinstance(self.user_id, int) and not isinstance(self.user_id, bool):
             object.__setattr__(self, "user_id", str(self.user_id))
         if self.user_id is None:
@@ -86,7 +90,8 @@ class BearerUser:
     ``user_id`` is the token's own user (bookmarks are made at ``/2/users/:user_id/bookmarks``).
     ``refresh_token``, ``client_id`` (and ``client_secret`` for confidential clients) let asyncx renew
     an expired token; ``on_refresh`` is then awaited with the user, whose tokens have been replaced,
-    so the new single-use refresh token can be stored. The user is updated in place.
+    so the new single-use refresh token can be stored. The user is updated in place. ``proxy`` is an
+    HTTP proxy URL this user's requests go through (instead of the client's).
     """
 
     access_token: str
@@ -95,9 +100,11 @@ class BearerUser:
     client_id: str | None = None
     client_secret: str | None = None
     on_refresh: Callable[[BearerUser], Awaitable[None] | None] | None = None
+    proxy: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         check_credential("access_token", self.access_token)
+        check_proxy(self.proxy)
         for name in ("refresh_token", "client_id", "client_secret"):
             if getattr(self, name) is not None:
                 check_credential(name, getattr(self, name))

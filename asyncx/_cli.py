@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     post.add_argument("--concurrency", type=int, default=100, help="items under way at once (default 100)")
     post.add_argument("--base-url", help="API base URL (default https://api.twitter.com)")
+    _network_options(post)
     post.add_argument(
         "--rate-limit",
         action="append",
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     work.add_argument("--concurrency", type=int, default=100, help="lines under way at once (default 100)")
     work.add_argument("--base-url", help="API base URL (default https://api.twitter.com)")
+    _network_options(work)
     work.add_argument(
         "--rate-limit", action="append", default=[], metavar="NAME=N/SECONDS", help="override a limit"
     )
@@ -135,6 +137,22 @@ def _queue_options(parser: argparse.ArgumentParser) -> None:
         help="a dead worker's lines are taken over after this long (default 60)",
     )
     _cluster_option(parser)
+
+
+def _network_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy for every request (a user's own `proxy` in the credentials file wins; "
+        "default: HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="PATH",
+        help="PEM file of CAs to trust beside the system's, e.g. a corporate proxy's "
+        "(SSL_CERT_FILE works too); TLS is always verified",
+    )
 
 
 def _cluster_option(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from ssl import SSLContext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -26,6 +27,7 @@ from ._endpoints import endpoint_for
 from ._errors import (
     APIError,
     ClientClosed,
+    DeadlineExceeded,
     DeliveryUnknown,
     FieldError,
     MalformedResponse,
@@ -56,7 +58,16 @@ from ._models import (
 from ._oauth2 import OAuth2Refresher
 from ._ratelimit import HORIZON, BudgetStats, Permit, Scheduler, Store, read_answer, server_date
 from ._retry import RetryPolicy
-from ._transport import AiohttpTransport, Response, Timeouts, Transport, WireRequest, check_base_url
+from ._transport import (
+    _DEFAULT_TIMEOUTS,
+    DEFAULT_MAX_BODY,
+    AiohttpTransport,
+    Response,
+    Timeouts,
+    Transport,
+    WireRequest,
+    check_base_url,
+)
 from ._upload import DEFAULT_SEGMENT, MediaSource, UploadSession
 from ._validation import check_seconds, raise_if
 
@@ -74,7 +85,6 @@ DEFAULT_BASE_URL = "https://api.twitter.com"
 T = TypeVar("T")
 
 _NestedArg = Mapping[str, Any] | None
-_DEFAULT_TIMEOUTS = Timeouts()
 
 
 class _DefaultRetry:
@@ -104,8 +114,13 @@ class Client:
     ``session`` is an aiohttp session to use (never closed by the client); ``user`` a default user
     for every call; ``rate_limits`` overrides the default limits per endpoint name
     (``{"create_tweet": asyncx.RateLimit(100, 900.0)}``, a list for several windows, ``app:<name>`` for
-    app-wide ones). ``ssl`` is an SSLContext to verify X's certificate with (a test CA, say);
-    verification is never turned off.
+    app-wide ones). ``ssl`` is an SSLContext to verify X's certificate with (a test CA, say), and
+    ``ca_bundle`` a PEM file of CAs to trust beside the system's (a corporate proxy's); verification is
+    never turned off (``SSL_CERT_FILE`` is honoured too). ``proxy`` is an HTTP proxy URL for every
+    request (a user's own ``proxy`` wins); without one, ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY``
+    are honoured unless ``trust_env`` is false. ``max_body`` caps a response body (bytes, counted
+    decompressed). ``timeouts`` bound one attempt, on a given ``session`` too; ``deadline`` (seconds,
+    per call or for the client) bounds a whole call, every attempt and wait included.
 
     Calls wait for rate budget, in FIFO order per user and endpoint; ``max_wait`` (seconds, per call
     or for the client) makes a call that would wait longer raise ``RateLimited`` at once instead.
@@ -133,7 +148,12 @@ class Client:
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
         max_connections: int = 100,
         ssl: SSLContext | None = None,
+        ca_bundle: str | Path | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        max_body: int = DEFAULT_MAX_BODY,
         max_wait: float | None = None,
+        deadline: float | None = None,
         max_in_flight: int = 256,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
         transport: Transport | None = None,
@@ -145,7 +165,6 @@ class Client:
         _check_options(
             session=(session, aiohttp.ClientSession),
             timeouts=(timeouts, Timeouts),
-            ssl=(ssl, SSLContext),
             retry=(None if retry is _DEFAULT_RETRY else retry, RetryPolicy),
         )
         for name, count in (("max_connections", max_connections), ("max_in_flight", max_in_flight)):
@@ -153,6 +172,11 @@ class Client:
                 raise ValidationError(f"must be a whole number >= 1, got {count!r}", field=name)
         if max_wait is not None:
             _check_seconds("max_wait", max_wait)
+        if deadline is not None:
+            _check_seconds("deadline", deadline)
+        #: The longest one call may take, every attempt and wait included (None: no bound but the
+        #: retry policy's); past it the call raises ``DeadlineExceeded``.
+        self.deadline = deadline
         _check_seconds("read_lag", read_lag)
         #: Seconds X's reads may lag its writes: a post is looked for no sooner after its last attempt.
         self.read_lag = read_lag
@@ -186,7 +210,14 @@ class Client:
         self._adopted: dict[int, tuple[str, str]] = {}
         self._adopting: dict[int, asyncio.Future[None]] = {}
         self._transport: Transport = transport or AiohttpTransport(
-            session, timeouts=timeouts, max_connections=max_connections, ssl=True if ssl is None else ssl
+            session,
+            timeouts=timeouts,
+            max_connections=max_connections,
+            ssl=ssl,
+            ca_bundle=ca_bundle,
+            proxy=proxy,
+            trust_env=trust_env,
+            max_body=max_body,
         )
         self._oauth2 = OAuth2Refresher(self._transport, self.base_url)
         #: The rate-limit scheduler every call waits in (``rate_stats`` reads its counters).
@@ -208,6 +239,7 @@ class Client:
         )
         self._calls: dict[asyncio.Task[Any], Call] = {}  # open calls, by the task awaiting each
         self._closing: set[asyncio.Task[Any]] = set()  # those aclose() is ending
+        self._expired: set[asyncio.Task[Any]] = set()  # those whose deadline passed
         self._drained: asyncio.Event | None = None
 
     def __repr__(self) -> str:
@@ -277,6 +309,7 @@ class Client:
         share_with_followers: bool = False,
         user: User | None = None,
         max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> Tweet:
         """Create a post (``POST /2/tweets``) as ``user``. Nested fields take their class or a dict."""
         request = CreateTweet(
@@ -297,7 +330,7 @@ class Client:
             paid_partnership=paid_partnership,
             share_with_followers=share_with_followers,
         )
-        return await self.send(request, user=user, max_wait=max_wait)
+        return await self.send(request, user=user, max_wait=max_wait, deadline=deadline)
 
     async def upload_media(
         self,
@@ -341,10 +374,15 @@ class Client:
         )
 
     async def bookmark(
-        self, tweet_id: str, *, user: BearerUser | None = None, max_wait: float | None = None
+        self,
+        tweet_id: str,
+        *,
+        user: BearerUser | None = None,
+        max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> bool:
         """Bookmark a post for ``user``, an OAuth 2.0 user; true when bookmarked."""
-        return await self.send(Bookmark(tweet_id), user=user, max_wait=max_wait)
+        return await self.send(Bookmark(tweet_id), user=user, max_wait=max_wait, deadline=deadline)
 
     async def add_collection_entry(
         self,
@@ -355,10 +393,14 @@ class Client:
         relative_to: str | None = None,
         above: bool = True,
         max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> CollectionResult:
         """Add a post to collection ``id`` (``custom-<digits>``) as an OAuth 1.0a user."""
         return await self.send(
-            AddCollectionEntry(id, tweet_id, relative_to, above), user=user, max_wait=max_wait
+            AddCollectionEntry(id, tweet_id, relative_to, above),
+            user=user,
+            max_wait=max_wait,
+            deadline=deadline,
         )
 
     async def curate_collection(
@@ -368,9 +410,10 @@ class Client:
         *,
         user: OAuth1User | None = None,
         max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> CollectionResult:
         """Apply 1 to 100 ``{"op": "add"|"remove", "tweet_id": ...}`` changes to collection ``id``."""
-        return await self.send(CurateCollection(id, changes), user=user, max_wait=max_wait)
+        return await self.send(CurateCollection(id, changes), user=user, max_wait=max_wait, deadline=deadline)
 
     async def user_tweets(
         self,
@@ -381,6 +424,7 @@ class Client:
         max_results: int = 100,
         user: User | None = None,
         max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> tuple[Tweet, ...]:
         """A user's recent posts, newest first (``GET /2/users/:id/tweets``), read as ``user``: made at or
         after ``start_time`` (epoch seconds) or after ``since_id``, with their polls, media keys, and
@@ -388,7 +432,7 @@ class Client:
         request = UserTweets(
             user_id=user_id, start_time=start_time, since_id=since_id, max_results=max_results
         )
-        return await self.send(request, user=user, max_wait=max_wait)
+        return await self.send(request, user=user, max_wait=max_wait, deadline=deadline)
 
     # -- the send path ----------------------------------------------------------------------------
     # send (validate) -> _run (retry) -> _attempt (delivery rules, auth mending) -> _budgeted (wait for
@@ -401,6 +445,7 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
+        deadline: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
         attempted_at: float | None = ...,
@@ -412,6 +457,7 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
+        deadline: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
         attempted_at: float | None = ...,
@@ -423,6 +469,7 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
+        deadline: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
         attempted_at: float | None = ...,
@@ -434,6 +481,7 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
+        deadline: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
         attempted_at: float | None = ...,
@@ -445,6 +493,7 @@ class Client:
         *,
         user: User | None = ...,
         max_wait: float | None = ...,
+        deadline: float | None = ...,
         maybe_delivered: bool = ...,
         on_attempt: OnAttempt | None = ...,
         attempted_at: float | None = ...,
@@ -456,6 +505,7 @@ class Client:
         *,
         user: User | None = None,
         max_wait: float | None = None,
+        deadline: float | None = None,
         maybe_delivered: bool = False,
         on_attempt: OnAttempt | None = None,
         attempted_at: float | None = None,
@@ -463,14 +513,20 @@ class Client:
         """Send a request object as ``user`` (or the client's default user) and return its result.
 
         ``max_wait`` bounds the seconds spent waiting for rate budget (``None``: the client's default;
-        ``math.inf``: no bound). ``maybe_delivered`` says an earlier attempt of this same call may have
-        reached X (a job resumed after a crash): a "duplicate" answer then means it was delivered.
+        ``math.inf``: no bound). ``deadline`` bounds the whole call, every attempt and wait included
+        (``None``: the client's); past it the call raises ``DeadlineExceeded``. ``maybe_delivered`` says
+        an earlier attempt of this same call may have reached X (a job resumed after a crash): a
+        "duplicate" answer then means it was delivered.
         ``on_attempt`` is called with an ``asyncx.Attempt`` just before each attempt goes out.
         ``attempted_at`` (epoch seconds) is when that earlier attempt went out, if known: a post without
         text is settled by reading the user's posts since then (``DeliveryUnknown`` if none can be read).
         """
         self._check_usable()
-        call = self._call(request, user, max_wait, maybe_delivered, on_attempt)
+        if deadline is not None:
+            _check_seconds("deadline", deadline)
+        else:
+            deadline = self.deadline
+        call = self._call(request, user, max_wait, maybe_delivered, on_attempt, deadline)
         if attempted_at is not None:
             _check_seconds("attempted_at", attempted_at)
             call.written_at = (attempted_at, attempted_at)
@@ -478,6 +534,12 @@ class Client:
         assert task is not None
         self._calls[task] = call
         started = self._clock()
+        # The whole call's bound, on the event loop's clock: it ends the call whatever the server does.
+        timer = (
+            None
+            if deadline is None or deadline == math.inf
+            else asyncio.get_running_loop().call_later(deadline, self._expire, task)
+        )
         try:
             try:  # ``_run``, inlined: one coroutine fewer for every call
                 return await self._attempt(call)
@@ -486,19 +548,32 @@ class Client:
                     raise
                 return await self._retried(call, exc, started)
         except asyncio.CancelledError:
-            if task not in self._closing:
+            if task not in self._closing and task not in self._expired:
                 raise
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:
                 uncancel()
-            raise call.mark(ClientClosed("the client was closed while this call was open")) from None
+            if task in self._closing:
+                raise call.mark(ClientClosed("the client was closed while this call was open")) from None
+            raise call.mark(
+                DeadlineExceeded(f"the call's deadline of {deadline:g} s passed before it ended")
+            ) from None
         except XError as exc:
             raise call.mark(exc) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             del self._calls[task]
             self._closing.discard(task)
+            self._expired.discard(task)
             if not self._calls and self._drained is not None:
                 self._drained.set()
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        """A call's deadline passed: end it (``send`` turns the cancellation into ``DeadlineExceeded``)."""
+        if task in self._calls and task not in self._closing:
+            self._expired.add(task)
+            task.cancel()
 
     @property
     def retry(self) -> RetryPolicy | None:
@@ -528,8 +603,10 @@ class Client:
         max_wait: float | None,
         maybe_delivered: bool,
         on_attempt: OnAttempt | None,
+        deadline: float | None = None,
     ) -> Call:
-        """Validate a call before anything is sent or budgeted."""
+        """Validate a call before anything is sent or budgeted. Its wait for budget is bounded by
+        ``max_wait`` and by the call's ``deadline``: a wait that would outlast either is refused at once."""
         endpoint = endpoint_for(request)
         actual = self._user_for(user)
         endpoint.check_user(actual)
@@ -541,8 +618,10 @@ class Client:
             raise ValidationError("must be callable", field="on_attempt")
         prepared = endpoint.prepare(request, actual, self.base_url)
         wait = self.max_wait if max_wait is None else max_wait
-        deadline = None if wait is None or wait == math.inf else self._clock() + wait
-        return Call(endpoint, request, prepared, actual, deadline, maybe_delivered, on_attempt)
+        if deadline is not None and (wait is None or deadline < wait):
+            wait = deadline
+        until = None if wait is None or wait == math.inf else self._clock() + wait
+        return Call(endpoint, request, prepared, actual, until, maybe_delivered, on_attempt)
 
     def _user_for(self, user: User | None) -> User:
         user = user if user is not None else self._user
@@ -769,7 +848,7 @@ class Client:
         headers = {"Authorization": authorization}
         if prepared.body is not None:
             headers["Content-Type"] = prepared.content_type
-        return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form)
+        return WireRequest(prepared.method, prepared.url, headers, prepared.body, prepared.form, user.proxy)
 
     def _read(self, call: Call, response: Response, permit: Permit) -> Any:
         """The result of a 2xx answer, or the typed error of any other."""

@@ -5,6 +5,7 @@
     XError                       every one says ``maybe_delivered``: may this call have reached X?
     ├── ValidationError          bad input, raised before anything is sent or any budget spent
     ├── TransportError           connection, TLS or timeout failure (``retryable`` is false for TLS refusals)
+    │   └── DeadlineExceeded     the call's ``deadline`` passed before it ended
     ├── StoreUnavailable         the shared rate-limit store cannot be reached
     ├── DeliveryUnknown          a post without text may have been made, and reading back could not tell
     ├── MediaProcessingFailed    X could not process an uploaded video or GIF
@@ -36,6 +37,7 @@ __all__ = [
     "APIError",
     "AlreadyPosted",
     "ClientClosed",
+    "DeadlineExceeded",
     "DeliveryUnknown",
     "DuplicateContent",
     "ErrorDetail",
@@ -64,6 +66,21 @@ class XError(Exception):
     """
 
     maybe_delivered: bool = False
+
+    def __init__(self, *args: object) -> None:
+        # A server can answer with a detail of any length: what is shown, logged or stored is cut.
+        super().__init__(*(cut(arg) if isinstance(arg, str) else arg for arg in args))
+
+
+#: The most characters of a server's text an error message carries (a 50 MB ``detail`` is cut to this).
+MAX_MESSAGE = 1000
+
+
+def cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text``, or its first ``limit`` characters and a note of how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 @attrs.frozen
@@ -105,6 +122,14 @@ class TransportError(XError):
         super().__init__(message)
         self.maybe_delivered = maybe_delivered
         self.retryable = retryable
+
+
+class DeadlineExceeded(TransportError):
+    """The call's ``deadline`` (seconds for the whole call, every attempt and wait included) passed
+    before it ended. ``maybe_delivered`` says whether an attempt may have reached X."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, maybe_delivered=False, retryable=False)
 
 
 class DeliveryUnknown(XError):
@@ -277,7 +302,7 @@ def _parse_errors(raw: Any) -> tuple[ErrorDetail, ...]:
             params = item.get("parameters")
             out.append(
                 ErrorDetail(
-                    message=str(item.get("message") or item.get("detail") or ""),
+                    message=cut(str(item.get("message") or item.get("detail") or "")),
                     code=code if isinstance(code, int) else None,
                     parameters=params if isinstance(params, Mapping) else None,
                 )
@@ -290,9 +315,9 @@ def _parse_problem(body: Any) -> Problem | None:
         return None
     status = body.get("status")
     return Problem(
-        type=str(body.get("type") or "about:blank"),
-        title=str(body.get("title") or ""),
-        detail=str(body.get("detail") or ""),
+        type=cut(str(body.get("type") or "about:blank")),
+        title=cut(str(body.get("title") or "")),
+        detail=cut(str(body.get("detail") or "")),
         status=status if isinstance(status, int) else None,
     )
 

@@ -11,7 +11,7 @@ import inspect
 import logging
 
 from ._auth import BearerUser, form_encode
-from ._errors import TransportError, Unauthorized, ValidationError
+from ._errors import MalformedResponse, TransportError, Unauthorized, ValidationError
 from ._transport import Transport, WireRequest
 from ._validation import check_credential
 
@@ -48,7 +48,7 @@ class OAuth2Refresher:
             headers["Authorization"] = f"Basic {basic}"
         try:
             response = await self._transport.send(WireRequest("POST", self._url, headers, form_encode(form)))
-        except TransportError as exc:
+        except (TransportError, MalformedResponse) as exc:  # no answer, or one past the body cap
             raise Unauthorized(
                 401, message=f"could not refresh the token of user {user.user_id}: {exc}"
             ) from None

@@ -18,6 +18,7 @@ EXPECTED = [
     "CollectionResult",
     "CreateTweet",
     "CurateCollection",
+    "DeadlineExceeded",
     "DeliveryUnknown",
     "DuplicateContent",
     "EditOptions",

@@ -79,20 +79,37 @@ async def test_a_redirect_is_an_api_error_from_the_client(serve: Callable[[Handl
     assert info.value.maybe_delivered is False
 
 
-async def test_a_user_sessions_own_timeout_is_honoured(serve: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_a_user_sessions_own_timeout_is_honoured_unless_timeouts_are_given(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A given session keeps its own timeout; ``timeouts=`` given beside it is honoured, never ignored."""
+
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(5)
         return web.json_response({})
 
     url = await serve(slow)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session:
-        transport = AiohttpTransport(session, timeouts=asyncx.Timeouts(total=30.0))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(asyncx.TransportError) as info:
-            await transport.send(_post(url))
-        assert loop.time() - started < 2.0
-    assert info.value.maybe_delivered is True
+    loop = asyncio.get_running_loop()
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as short,
+        aiohttp.ClientSession() as plain,
+    ):
+        for transport in (
+            AiohttpTransport(short),  # the session's 0.2 s
+            AiohttpTransport(plain, timeouts=asyncx.Timeouts(total=0.2)),
+        ):
+            started = loop.time()
+            with pytest.raises(asyncx.TransportError) as info:
+                await transport.send(_post(url))
+            assert loop.time() - started < 2.0
+            assert info.value.maybe_delivered is True
+    async with aiohttp.ClientSession() as given:
+        client = asyncx.Client(session=given, timeouts=asyncx.Timeouts(total=0.2), base_url=url, retry=None)
+        async with client:
+            started = loop.time()
+            with pytest.raises(asyncx.TransportError):
+                await client.create_tweet(text="x", user=asyncx.BearerUser("t", "1"))
+            assert loop.time() - started < 2.0
 
 
 async def test_the_timeout_counts_from_the_write_not_the_wait_for_a_connection(

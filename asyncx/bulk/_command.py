@@ -27,7 +27,7 @@ from rich.table import Table
 
 from .._auth import BearerUser
 from .._client import DEFAULT_BASE_URL, Client
-from .._errors import ValidationError, XError
+from .._errors import ValidationError, XError, cut
 from .._models import RateLimit
 from .._ratelimit._redis import RedisStore
 from .._transport import AiohttpTransport, Timeouts, WireRequest
@@ -116,6 +116,8 @@ class _Report:
             "delivered_earlier": 0,
         }
         self.errors: dict[str, int] = {}
+        #: The first message seen for each kind of error: what "why not" means, in X's or asyncx's words.
+        self.reasons: dict[str, str] = {}
         self.numbers: dict[str, int] = {}  # line numbers of the items under way, by key
         self.flush({"running": True})
 
@@ -129,7 +131,9 @@ class _Report:
         self.counts["delivered_earlier"] += outcome.delivered_earlier
         for o in (outcome, *outcome.steps):
             if o.status == "failed":
-                self.errors[o.error_type or "Error"] = self.errors.get(o.error_type or "Error", 0) + 1
+                kind = o.error_type or "Error"
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+                self.reasons.setdefault(kind, cut(o.error or "", 300))
         self.add({"line": self.numbers.pop(outcome.key, None), **outcome.to_dict()})
 
     def problem(self, problem: LineProblem) -> None:
@@ -232,7 +236,13 @@ def _client_for(
         limits = _rate_limits(args.rate_limit)
         store = RedisStore(args.redis, cluster=args.redis_cluster) if args.redis else None
         client = Client(
-            creds.consumer_key, creds.consumer_secret, base_url=base_url, rate_limits=limits, store=store
+            creds.consumer_key,
+            creds.consumer_secret,
+            base_url=base_url,
+            rate_limits=limits,
+            store=store,
+            proxy=args.proxy,
+            ca_bundle=args.ca_bundle,
         )
         return client, store
     except (ValidationError, ValueError) as exc:  # ValueError: a Redis URL that is not one
@@ -332,7 +342,7 @@ async def _dry_run(args: argparse.Namespace, creds: Credentials, console: Consol
     finally:
         if journal is not None:
             journal.close()
-    problems += await _reachable(base_url, args.redis, console)
+    problems += await _reachable(base_url, args, console)
     seconds = plan.seconds(limits)
     kinds = plan.kinds
     print(f"dry run: {valid} valid line(s), {problems} problem(s); nothing was sent")
@@ -349,10 +359,17 @@ async def _dry_run(args: argparse.Namespace, creds: Credentials, console: Consol
     return 1 if problems else 0
 
 
-async def _reachable(base_url: str, redis: str | None, console: Console) -> int:
-    """Check that X (or the fake) answers and that Redis does; returns how many do not."""
+async def _reachable(base_url: str, args: argparse.Namespace, console: Console) -> int:
+    """Check that X (or the fake) answers, through the job's proxy and CAs, and that Redis does;
+    returns how many do not."""
     problems = 0
-    transport = AiohttpTransport(timeouts=Timeouts(connect=5.0, total=5.0))
+    redis: str | None = args.redis
+    try:
+        transport = AiohttpTransport(
+            timeouts=Timeouts(connect=5.0, total=5.0), proxy=args.proxy, ca_bundle=args.ca_bundle
+        )
+    except ValidationError as exc:
+        raise _Usage(str(exc)) from None
     try:
         response = await transport.send(WireRequest("HEAD", base_url + "/2/openapi.json", {}))
         print(f"  {base_url}: reachable (HTTP {response.status})")
@@ -574,7 +591,13 @@ def _uploads(client: Client) -> dict[str, int]:
 
 def _summary(report: _Report, total: int, start: float) -> dict[str, Any]:
     elapsed = time.monotonic() - start
-    return {**report.counts, "lines": total, "seconds": round(elapsed, 3), "errors": report.errors}
+    return {
+        **report.counts,
+        "lines": total,
+        "seconds": round(elapsed, 3),
+        "errors": report.errors,
+        "reasons": report.reasons,
+    }
 
 
 async def _tick(
@@ -659,4 +682,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(f"  why not: {error}", str(count))
     table.add_row("invalid (skipped)", str(summary["invalid"]))
     table.add_row("time", f"{summary['seconds']:.1f}s")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for error, reason in sorted(summary.get("reasons", {}).items()):
+        if reason:
+            console.print(f"{error}: {reason}", markup=False, highlight=False, soft_wrap=True)

@@ -72,9 +72,13 @@ def _user_from(
     fields: Mapping[str, Any], client_id: str | None, client_secret: str | None
 ) -> UserCredentials:
     oauth1 = bearer = None
+    proxy = fields.get("proxy")
     if fields.get("access_token") and fields.get("access_token_secret"):
         oauth1 = OAuth1User(
-            str(fields["access_token"]), str(fields["access_token_secret"]), fields.get("user_id")
+            str(fields["access_token"]),
+            str(fields["access_token_secret"]),
+            fields.get("user_id"),
+            proxy=proxy,
         )
     if fields.get("bearer_token"):
         if not fields.get("user_id"):
@@ -85,6 +89,7 @@ def _user_from(
             refresh_token=fields.get("refresh_token"),
             client_id=fields.get("client_id", client_id),
             client_secret=fields.get("client_secret", client_secret),
+            proxy=proxy,
         )
     return UserCredentials(oauth1, bearer)
 
@@ -93,7 +98,8 @@ def load_credentials(path: str | Path | None, environ: Mapping[str, str] = os.en
     """Credentials from a TOML file and/or the environment (the environment wins).
 
     File: ``[app] consumer_key, consumer_secret, client_id, client_secret``; ``[users.NAME]
-    access_token, access_token_secret`` (OAuth 1.0a) and/or ``bearer_token, user_id, refresh_token``.
+    access_token, access_token_secret`` (OAuth 1.0a) and/or ``bearer_token, user_id, refresh_token``,
+    and ``proxy``: an HTTP proxy URL for that user's requests.
     Environment: ``ASYNCX_CONSUMER_KEY``, ``ASYNCX_CONSUMER_SECRET``, ``ASYNCX_CLIENT_ID`` and
     ``ASYNCX_USER_<NAME>_<FIELD>`` (``ASYNCX_USER_ALICE_ACCESS_TOKEN``; names are lower-cased).
     """
@@ -113,7 +119,14 @@ def load_credentials(path: str | Path | None, environ: Mapping[str, str] = os.en
             app[key.removeprefix("ASYNCX_").lower()] = value
         elif key.startswith("ASYNCX_USER_"):
             rest = key.removeprefix("ASYNCX_USER_").lower()
-            for field in ("access_token_secret", "access_token", "bearer_token", "user_id", "refresh_token"):
+            for field in (
+                "access_token_secret",
+                "access_token",
+                "bearer_token",
+                "user_id",
+                "refresh_token",
+                "proxy",
+            ):
                 if rest.endswith("_" + field):
                     users.setdefault(rest.removesuffix("_" + field), {})[field] = value
                     break
