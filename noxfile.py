@@ -83,6 +83,38 @@ def build(session: nox.Session) -> None:
     # --no-isolation: the build backend is the pinned setuptools installed above, not today's newest.
     session.run("python", "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir", str(DIST), ".")
     session.run("twine", "check", "--strict", *(str(p) for p in sorted(DIST.iterdir())))
+    _check_sdist()
+
+
+#: What an sdist must carry to run the suite and build the docs from it (MANIFEST.in puts them there).
+SDIST_NEEDS = (
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/strategies.py",
+    "tests/redis_server.py",
+    "examples/jobs.jsonl",
+    "docs/index.md",
+    "mkdocs.yml",
+    "constraints.txt",
+    "CHANGELOG.md",
+    "LICENSE",
+    "asyncx/py.typed",
+    "asyncx/_ratelimit/lua/take.lua",
+    "asyncx/bulk/lua/queue_take.lua",
+)
+
+
+def _check_sdist() -> None:
+    import tarfile
+
+    (sdist,) = DIST.glob("asyncx_sdk-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    missing = [need for need in SDIST_NEEDS if need not in names]
+    if missing:
+        raise RuntimeError(f"{sdist.name} lacks {', '.join(missing)}: see MANIFEST.in")
+    if any("node_modules" in name or ".sandbox." in name for name in names):
+        raise RuntimeError(f"{sdist.name} carries node_modules or a sandbox run's files")
 
 
 @nox.session(python=PYTHONS)
