@@ -1,7 +1,11 @@
 """The client: endpoint coroutines over one send path you can read top to bottom.
 
-``send`` validates and prepares the request, then ``_send_retrying`` retries around
-``_send_budgeted``, which holds a rate-limit permit around ``_send_single``: the only step that does I/O.
+``send`` validates and prepares the call (``_call``) and bounds it by its ``deadline``; ``_attempt`` makes
+one attempt (reading back a post without text first when an earlier attempt may have landed), and
+``_retried`` runs the attempts after a first that failed, under the retry policy. Each attempt waits for
+a rate-limit permit in ``_budgeted``, signs (``_sign``) and sends through the transport, the only step that
+does I/O, then ``_read`` turns the answer into a result or a typed error. A 401 that one more attempt can
+mend (a stale clock, an expired OAuth 2.0 token) goes through ``_mended``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import attrs
 
 from . import _validation as v
 from ._errors import FieldError
+from ._media import SIZE_LIMITS
 
 __all__ = [
     "AddCollectionEntry",
@@ -386,19 +387,9 @@ class CollectionResult:
 
 # -- media upload (v2) --------------------------------------------------------------------------------
 
-#: What each media category is for; the category decides X's size limit and whether X processes it.
-MEDIA_CATEGORIES = frozenset(
-    {
-        "tweet_image",
-        "tweet_gif",
-        "tweet_video",
-        "dm_image",
-        "dm_gif",
-        "dm_video",
-        "subtitles",
-        "amplify_video",
-    }
-)
+#: The media categories X takes: the category decides X's size limit and whether X processes it
+#: (listed once, with their limits, in ``_media``).
+MEDIA_CATEGORIES = frozenset(SIZE_LIMITS)
 
 
 @attrs.frozen(kw_only=True)

@@ -497,7 +497,13 @@ class AiohttpTransport:
         finally:
             if slots is not None:
                 slots.release()
-        raise failure
+        try:
+            raise failure
+        except XError as bare:
+            # Python 3.10 can still give it the exception aiohttp handled deep inside (its
+            # request_info holds the Authorization header) as __context__: cut it, and re-raise as is.
+            bare.__context__ = None
+            raise
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         """The body, read until ``max_body`` decompressed bytes at most."""

@@ -61,6 +61,17 @@ async def test_a_window_grants_its_limit_then_waits_for_an_answer(store: Store) 
     assert (await store.take(w, 5, T0 + 10.1, None)).granted == 2  # then the rest of it
 
 
+async def test_only_a_429_says_when_room_comes_back(store: Store) -> None:
+    """A 200 that empties a window parks the window, but ``settle`` answers a reset for 429s only (the
+    memory store and the Redis script once disagreed here)."""
+    w = [spec()]
+    assert (await store.take(w, 3, T0, None)).granted == 3
+    assert await store.settle(w, 1, reading(3, 0, T0 + 10), T0 + 0.2, None) is None
+    refused = await store.settle(w, 1, Answer(429, [(3, 0, int(T0 + 10))]), T0 + 0.3, None)
+    assert refused == pytest.approx(T0 + 10)
+    assert (await store.take(w, 1, T0 + 0.4, None)).wake_at == pytest.approx(T0 + 10)
+
+
 async def test_a_429_at_a_reset_that_has_passed_costs_one_probe_per_retry(store: Store) -> None:
     """X reopens late: the probe at the reset is refused with the old reset; one probe a second follows."""
     w = [spec()]

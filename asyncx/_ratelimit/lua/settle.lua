@@ -25,7 +25,7 @@ for i = 1, #A.windows do
         elseif w.lo == nil or reading.remaining < w.lo then w.lo = reading.remaining end
         w.r, w.o = reading.reset, 0
       end
-      if reading.remaining == 0 and w.r then table.insert(resets, w.r) end
+      if A.status == 429 and reading.remaining == 0 and w.r then table.insert(resets, w.r) end
     elseif ok and w.g == 1 then
       w.g, w.l = 0, UNLIMITED
     elseif ok and w.t == 0 then
