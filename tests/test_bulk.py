@@ -158,7 +158,8 @@ def _credentials(tmp_path: Path, fake: FakeX, users: dict[str, FakeUser]) -> Pat
     return path
 
 
-async def _cli(*args: str | Path) -> tuple[int, str, str]:
+async def _cli(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``asyncx ...`` in a child process (``env``: its whole environment); exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -166,6 +167,7 @@ async def _cli(*args: str | Path) -> tuple[int, str, str]:
         *map(str, args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None

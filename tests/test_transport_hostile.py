@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import ssl
-import sys
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,31 +24,12 @@ from aiohttp import web
 
 import asyncx
 from asyncx.testing import FakeX
+from tests.test_bulk import _cli as run_cli
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = "s3cr3t-bearer-token-value"
 BOB = asyncx.BearerUser(access_token=TOKEN, user_id="42")
 OK = {"data": {"id": "1", "text": "hi"}}
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """Start a loopback server answering every request with a handler; yields its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.05)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -367,19 +347,9 @@ async def test_a_private_ca_is_trusted_with_ca_bundle_or_ssl_cert_file(tmp_path:
 
 
 async def _cli(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """``asyncx ...`` in a child process; its exit code, and stdout and stderr together."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "asyncx",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    """``asyncx ...`` in a child process: its exit code, and what it printed on stdout and stderr."""
+    code, out, err = await run_cli(*args, env=env)
+    return code, out + err
 
 
 async def test_the_command_behind_a_private_ca_ca_bundle_or_ssl_cert_file(tmp_path: Path) -> None:
