@@ -25,7 +25,7 @@ import functools
 import ipaddress
 import json
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -319,6 +319,65 @@ def _refuse_unverified(session: aiohttp.ClientSession) -> None:
         )
 
 
+class _TooLarge(Exception):
+    """A body grew past ``max_body``."""
+
+
+class _Undecodable(Exception):
+    """A body in an encoding that is not asked for, or that does not decompress."""
+
+
+#: What the transport asks for and decompresses itself (never brotli or zstd, whose decoders are extras).
+_ASKED = {"Accept-Encoding": "gzip, deflate"}
+
+
+class _Inflater:
+    """Decompresses a body piece by piece, each piece's output bounded, so that no network read can
+    inflate past the cap: a 4 KiB piece of zeros would otherwise become 4 MB, a 64 KiB read 64 MB."""
+
+    __slots__ = ("_cap", "_out", "_zlib")
+
+    def __init__(self, encoding: str, cap: int) -> None:
+        self._cap, self._out = cap, 0
+        if encoding in ("identity", ""):
+            self._zlib = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            import zlib
+
+            self._zlib = zlib.decompressobj(47)  # a gzip or a zlib header, told apart by zlib
+        else:
+            raise _Undecodable(f"Content-Encoding {encoding[:40]!r} was not asked for")
+
+    def _take(self, data: bytes) -> bytes:
+        self._out += len(data)
+        if self._out > self._cap:
+            raise _TooLarge
+        return data
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        if self._zlib is None:
+            yield self._take(chunk)
+            return
+        import zlib
+
+        data = chunk
+        try:
+            while data:
+                yield self._take(self._zlib.decompress(data, self._cap + 1 - self._out))
+                data = self._zlib.unconsumed_tail
+        except zlib.error as exc:
+            raise _Undecodable(str(exc)[:100]) from None
+
+    def finish(self) -> Iterator[bytes]:
+        if self._zlib is not None:
+            import zlib
+
+            try:
+                yield self._take(self._zlib.flush())
+            except zlib.error as exc:
+                raise _Undecodable(str(exc)[:100]) from None
+
+
 class AiohttpTransport:
     """Sends requests over an aiohttp session: the caller's, or one it opens and owns.
 
@@ -384,6 +443,7 @@ class AiohttpTransport:
             connector=connector,
             timeout=self._timeout,
             skip_auto_headers=("User-Agent",),
+            headers=_ASKED,
             cookie_jar=aiohttp.DummyCookieJar(),  # X's API sets none we need; keep no state per host
         )
         return self._session
@@ -440,7 +500,7 @@ class AiohttpTransport:
             _LargeBody(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
         )
         proxy = self._proxy_for(request)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"auto_decompress": False}  # decompressed in _read_body, bounded
         if self._request_timeout is not None:
             extra["timeout"] = self._request_timeout
         if request.method in _IDEMPOTENT:  # only these would aiohttp send again
@@ -453,7 +513,7 @@ class AiohttpTransport:
             async with session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=request.headers if self._owns_session else {**request.headers, **_ASKED},
                 data=body,
                 allow_redirects=False,
                 ssl=self._context(),
@@ -506,26 +566,39 @@ class AiohttpTransport:
             raise
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, read until ``max_body`` decompressed bytes at most."""
+        """The body, decompressed here (aiohttp's own inflates a whole network read at once, however
+        large it grows), never past ``max_body`` bytes on the wire or after decompression."""
         cap = self._max_body
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
         length = resp.content_length
-        if length is not None and length <= cap and not resp.headers.get("Content-Encoding"):
+        if encoding == "identity" and length is not None and length <= cap:
             return await resp.read()  # its size is known and within bounds: one read
+        inflate = _Inflater(encoding, cap)
         parts: list[bytes] = []
         size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > cap:
-                resp.close()  # the rest is never read: this connection is not reused
-                what = f"a body over max_body ({cap} bytes, counted decompressed)"
-                if 200 <= resp.status < 300:
-                    raise MalformedResponse(
-                        resp.status, headers=resp.headers, message=f"{resp.status}: X answered with {what}"
-                    )
-                raise TransportError(
-                    f"{resp.status}: the answer had {what}", maybe_delivered=resp.status >= 500
-                )
-            parts.append(chunk)
+        try:
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > cap:
+                    raise _TooLarge
+                parts.extend(inflate.feed(chunk))
+            parts.extend(inflate.finish())
+        except _TooLarge:
+            resp.close()  # the rest is never read: this connection is not reused
+            what = f"a body over max_body ({cap} bytes, counted decompressed)"
+            if 200 <= resp.status < 300:
+                raise MalformedResponse(
+                    resp.status, headers=resp.headers, message=f"{resp.status}: X answered with {what}"
+                ) from None
+            raise TransportError(
+                f"{resp.status}: the answer had {what}", maybe_delivered=resp.status >= 500
+            ) from None
+        except _Undecodable as exc:
+            resp.close()
+            why = f"{resp.status}: X's answer could not be decompressed ({exc})"
+            if 200 <= resp.status < 300:
+                raise MalformedResponse(resp.status, headers=resp.headers, message=why) from None
+            raise TransportError(why, maybe_delivered=resp.status >= 500) from None
         return b"".join(parts)
 
     async def aclose(self) -> None:

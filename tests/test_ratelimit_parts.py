@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import asyncx
 from asyncx._ratelimit import read_answer
 from asyncx._ratelimit._news import News
@@ -109,24 +107,19 @@ async def test_the_outbox_replays_in_order_once_the_store_answers() -> None:
     await outbox.aclose()
 
 
-@pytest.mark.parametrize(
-    ("status", "headers", "window_remaining"),
-    [
-        (
-            429,
-            {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14", "x-rate-limit-reset": "1700000900"},
-            0,
-        ),
-        (
-            200,
-            {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14", "x-rate-limit-reset": "1700000900"},
-            14,
-        ),
-    ],
-)
-def test_a_429_reads_as_an_empty_window(status: int, headers: dict[str, str], window_remaining: int) -> None:
-    answer = read_answer(status, headers, T0)
-    assert answer.limits["window"].remaining == window_remaining and answer.problems == ()
+_ROOM = {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14", "x-rate-limit-reset": "1700000900"}
+
+
+def test_a_429_reads_as_an_empty_window_whose_reset_is_not_taken_at_its_word() -> None:
+    """A 429 that says 14 of 15 remain (X's emulator sends such static headers, with a reset a whole
+    window away) cannot be right: the window is empty, and its reset is dropped, saying so."""
+    refused = read_answer(429, _ROOM, T0)
+    assert refused.limits["window"].remaining == 0 and refused.limits["window"].reset == 0
+    assert refused.problems and "reset 1700000900 ignored" in refused.problems[0]
+    answered = read_answer(200, _ROOM, T0)
+    assert answered.limits["window"] == (15, 14, 1700000900) and answered.problems == ()
+    honest = read_answer(429, {**_ROOM, "x-rate-limit-remaining": "0"}, T0)
+    assert honest.limits["window"] == (15, 0, 1700000900) and honest.problems == ()
 
 
 def test_reading_an_answer_never_raises_and_names_what_it_dropped() -> None:

@@ -684,3 +684,59 @@ async def test_max_wait_admits_calls_queued_before_an_unknown_window_was_ever_se
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
+
+
+class _LateEmulator:
+    """Answers as X's emulator (xdevplatform/playground) does: fixed windows of ``limit`` posts anchored
+    at the first, a reset advertised to the second, windows that reopen ``late`` seconds after it, and
+    429s with static headers (14 remaining, a reset a whole window away)."""
+
+    def __init__(self, clock: ManualClock, limit: int = 3, window: float = 900.0, late: float = 0.9) -> None:
+        self.clock, self.limit, self.window, self.late = clock, limit, window, late
+        self.anchor: float | None = None
+        self.used = 0
+        self.refused = 0
+        self.windows = 0
+
+    async def __call__(self, request: asyncx.WireRequest) -> asyncx.Response:
+        now = self.clock.time()
+        if self.anchor is None or now >= self.anchor + self.window + self.late:
+            self.anchor, self.used, self.windows = now, 0, self.windows + 1
+        reset = math.ceil(self.anchor + self.window)
+        date = formatdate(now, usegmt=True)
+        if self.used >= self.limit:
+            self.refused += 1
+            static = {"x-rate-limit-limit": "15", "x-rate-limit-remaining": "14"}
+            headers = {**static, "x-rate-limit-reset": str(int(now + 900)), "date": date}
+            return asyncx.Response(429, headers, b'{"title": "Too Many Requests", "status": 429}')
+        self.used += 1
+        headers = {
+            "x-rate-limit-limit": str(self.limit),
+            "x-rate-limit-remaining": str(self.limit - self.used),
+            "x-rate-limit-reset": str(reset),
+            "date": date,
+        }
+        return asyncx.Response(201, headers, b'{"data": {"id": "1", "text": "x"}}')
+
+
+async def test_a_server_whose_429s_lie_and_windows_reopen_late_costs_one_429_a_window() -> None:
+    """The emulator's 429 says 14 remain and the reset is 15 minutes off: taken at its word, a budget
+    parks a whole window after every reopen. Not taken so, each window costs at most one extra 429."""
+    clock = ManualClock(T0)
+
+    async def jump(seconds: float) -> None:
+        await clock.advance(seconds)
+
+    emulator = _LateEmulator(clock)
+    bob = asyncx.BearerUser("t", "42")
+    limits = {"create_tweet": asyncx.RateLimit(3, 900.0)}
+    client = asyncx.Client(
+        transport=asyncx.MockTransport(emulator), clock=clock.time, sleep=jump, rate_limits=limits
+    )
+    async with client:
+        for i in range(9):  # three windows' worth
+            await client.create_tweet(text=f"post {i}", user=bob)
+    assert emulator.windows == 3
+    assert emulator.refused <= 2  # at most one per reopened window
+    # Three windows of 900 s, each reopening under a second late: never a whole window parked extra.
+    assert clock.time() - T0 < 2 * 900 + 2 * 3

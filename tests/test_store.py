@@ -72,6 +72,18 @@ async def test_only_a_429_says_when_room_comes_back(store: Store) -> None:
     assert (await store.take(w, 1, T0 + 0.4, None)).wake_at == pytest.approx(T0 + 10)
 
 
+async def test_a_429_whose_reset_is_not_credible_leaves_the_known_reset_standing(store: Store) -> None:
+    """Reset 0 (dropped as impossible) or passed, while the window's own reset is still ahead: the budget
+    waits for the reset it knows, rather than probing every second or parking a whole window."""
+    w = [spec()]
+    assert (await store.take(w, 2, T0, None)).granted == 2
+    await store.settle(w, 1, reading(3, 1, T0 + 10), T0 + 0.2, None)
+    back = await store.settle(w, 1, Answer(429, [(3, 0, 0)]), T0 + 0.3, None)
+    assert back == pytest.approx(T0 + 10)
+    assert (await store.take(w, 1, T0 + 5, None)).granted == 0
+    assert (await store.take(w, 1, T0 + 10, None)).granted == 1
+
+
 async def test_a_429_at_a_reset_that_has_passed_costs_one_probe_per_retry(store: Store) -> None:
     """X reopens late: the probe at the reset is refused with the old reset; one probe a second follows."""
     w = [spec()]

@@ -92,7 +92,8 @@ def read_answer(status: int, headers: Mapping[str, str], now: float) -> ServerAn
     """The rate-limit reading of one answer; ``now`` is the local clock, used where ``Date`` is missing.
 
     A 429 means the window is empty whatever ``remaining`` says (some servers report the count before
-    the refusal): when no reading says 0, the per-user window's does.
+    the refusal): when no reading says 0, the per-user window's does, and its reset is dropped as one
+    that cannot be trusted.
     """
     problems: list[str] = []
     date = server_date(headers)
@@ -125,6 +126,14 @@ def read_answer(status: int, headers: Mapping[str, str], now: float) -> ServerAn
         if after is None:
             problems.append(f"unusable Retry-After {headers['retry-after']!r}")
     if status == 429 and limits and all(r.remaining for r in limits.values()):
+        # Refused while every count says there is room: the headers cannot be right, so their reset is
+        # not taken at its word either (an emulator's static "14 left, reset in 900 s" would park the
+        # budget for a whole window). Reset 0 reads as "passed": the store then waits for the reset it
+        # knew already, or probes once shortly after, which costs at most one more 429 a window.
         scope = "window" if "window" in limits else next(iter(limits))
-        limits[scope] = limits[scope]._replace(remaining=0)
+        reading = limits[scope]
+        problems.append(
+            f"429 while {scope} remaining was {reading.remaining}: its reset {reading.reset} ignored"
+        )
+        limits[scope] = reading._replace(remaining=0, reset=0)
     return ServerAnswer(status, limits, date, after, tuple(problems))

@@ -76,8 +76,11 @@ class _Window:
             self.limit = limit
         if reset <= now:
             if status == 429 and remaining == 0:
-                # Refused at a reset that has passed: X reopens late. Try again shortly, one probe.
-                self.low, self.reset, self.reopened = 0, now + LATE_RETRY, True
+                if self.reset is not None and self.reset > now + LATE_RETRY:
+                    self.low = 0  # a reset not credible (passed, or dropped): the one known stands
+                else:
+                    # Refused at a reset that has passed: X reopens late. Try again shortly, one probe.
+                    self.low, self.reset, self.reopened = 0, now + LATE_RETRY, True
             return  # otherwise an answer from a window that has ended
         if self.reset is None or reset > self.reset + 0.5:
             self.low = remaining

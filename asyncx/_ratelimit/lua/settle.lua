@@ -19,7 +19,10 @@ for i = 1, #A.windows do
       w.t = 1
       if reading.limit and reading.limit > 0 then w.l = reading.limit end
       if reading.reset <= x then
-        if A.status == 429 and reading.remaining == 0 then w.lo, w.r, w.o = 0, x + LATE_RETRY, 1 end
+        if A.status == 429 and reading.remaining == 0 then
+          -- a reset not credible (passed, or dropped): the one known stands; else probe once shortly
+          if w.r and w.r > x + LATE_RETRY then w.lo = 0 else w.lo, w.r, w.o = 0, x + LATE_RETRY, 1 end
+        end
       else
         if w.r == nil or reading.reset > w.r + 0.5 then w.lo = reading.remaining
         elseif w.lo == nil or reading.remaining < w.lo then w.lo = reading.remaining end
