@@ -32,13 +32,14 @@ from ._models import (
     MediaInfo,
     MediaMetadata,
     MediaUpload,
+    RateLimit,
     Request,
     Tweet,
     UploadStatus,
     UserTweets,
 )
 
-__all__ = ["ENDPOINTS", "Endpoint", "Prepared", "endpoint_for"]
+__all__ = ["ENDPOINTS", "ENDPOINT_NAMES", "Endpoint", "Prepared", "endpoint_for"]
 
 R = TypeVar("R", bound=Request)
 T = TypeVar("T")
@@ -61,7 +62,8 @@ class Prepared:
 
 @attrs.frozen
 class Endpoint(Generic[R, T]):
-    """One X endpoint. ``name`` is the coroutine's name, and so the key of its rate budgets."""
+    """One X endpoint, declared once in ``ENDPOINTS``: what the rate limits, the Redis keys and the
+    client read of it. ``name`` is the coroutine's name, and so the key of its rate budgets."""
 
     name: str
     path: str
@@ -72,6 +74,12 @@ class Endpoint(Generic[R, T]):
     method: str = "POST"
     #: Whether a 2xx may come without a body (a media segment appended): it then parses as ``{}``.
     empty_ok: bool = False
+    #: One letter for the endpoint in Redis key names (Redis pays for every byte of every key).
+    code: str = attrs.field(default="", kw_only=True)
+    #: X's documented per-user windows, used until X's headers say otherwise (none: learned from X).
+    limits: tuple[RateLimit, ...] = attrs.field(default=(), kw_only=True)
+    #: X's documented app-wide windows, shared by every user of the app.
+    app_limits: tuple[RateLimit, ...] = attrs.field(default=(), kw_only=True)
 
     def after_maybe_delivered(self, result: T) -> T:
         """The result of an attempt made after an earlier one may have been applied unanswered."""
@@ -316,22 +324,69 @@ def _duplicates_applied(result: CollectionResult) -> CollectionResult:
 
 _EITHER = (OAuth1User, BearerUser)
 
+_15_MIN = 900.0
+
+#: The one registry of endpoints, by request class. Limits are X's documented defaults (per user, per 15
+#: minutes unless said), https://docs.x.com/x-api/fundamentals/rate-limits; X's headers win over them.
 ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
-    MediaUpload: Endpoint("media_upload", "/2/media/upload", _EITHER, _media_upload_body, _media_info),
+    # Media upload v2, per user per 15 minutes.
+    MediaUpload: Endpoint(
+        "media_upload",
+        "/2/media/upload",
+        _EITHER,
+        _media_upload_body,
+        _media_info,
+        code="u",
+        limits=(RateLimit(500, _15_MIN),),
+    ),
     InitializeUpload: Endpoint(
-        "media_initialize", "/2/media/upload/initialize", _EITHER, _initialize_body, _media_info
+        "media_initialize",
+        "/2/media/upload/initialize",
+        _EITHER,
+        _initialize_body,
+        _media_info,
+        code="i",
+        limits=(RateLimit(1875, _15_MIN),),
     ),
     AppendUpload: Endpoint(
-        "media_append", "/2/media/upload/{media_id}/append", _EITHER, _append_body, _ignored, empty_ok=True
+        "media_append",
+        "/2/media/upload/{media_id}/append",
+        _EITHER,
+        _append_body,
+        _ignored,
+        empty_ok=True,
+        code="p",
+        limits=(RateLimit(1875, _15_MIN),),
     ),
     FinalizeUpload: Endpoint(
-        "media_finalize", "/2/media/upload/{media_id}/finalize", _EITHER, _no_body, _media_info
+        "media_finalize",
+        "/2/media/upload/{media_id}/finalize",
+        _EITHER,
+        _no_body,
+        _media_info,
+        code="f",
+        limits=(RateLimit(1875, _15_MIN),),
     ),
     UploadStatus: Endpoint(
-        "media_status", "/2/media/upload", _EITHER, _status_query, _media_info, None, "GET"
+        "media_status",
+        "/2/media/upload",
+        _EITHER,
+        _status_query,
+        _media_info,
+        None,
+        "GET",
+        code="s",
+        limits=(RateLimit(1000, _15_MIN),),
     ),
     MediaMetadata: Endpoint(
-        "media_metadata", "/2/media/metadata", _EITHER, _metadata_body, _ignored, empty_ok=True
+        "media_metadata",
+        "/2/media/metadata",
+        _EITHER,
+        _metadata_body,
+        _ignored,
+        empty_ok=True,
+        code="m",
+        limits=(RateLimit(500, _15_MIN),),
     ),
     UserTweets: Endpoint(
         "user_tweets",
@@ -341,11 +396,29 @@ ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
         _posts,
         None,
         "GET",
+        code="r",
+        limits=(RateLimit(900, _15_MIN),),
     ),
-    CreateTweet: Endpoint("create_tweet", "/2/tweets", (OAuth1User, BearerUser), _post_body, _tweet),
+    CreateTweet: Endpoint(
+        "create_tweet",
+        "/2/tweets",
+        (OAuth1User, BearerUser),
+        _post_body,
+        _tweet,
+        code="t",
+        limits=(RateLimit(100, _15_MIN),),
+        app_limits=(RateLimit(10_000, 86_400.0),),
+    ),
     Bookmark: Endpoint(
-        "bookmark", "/2/users/{user_id}/bookmarks", (BearerUser,), _bookmark_body, _bookmarked
+        "bookmark",
+        "/2/users/{user_id}/bookmarks",
+        (BearerUser,),
+        _bookmark_body,
+        _bookmarked,
+        code="b",
+        limits=(RateLimit(50, _15_MIN),),
     ),
+    # v1.1 collections: "rate limited", with no number published; learned from X's headers.
     AddCollectionEntry: Endpoint(
         "add_collection_entry",
         "/1.1/collections/entries/add.json",
@@ -353,6 +426,7 @@ ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
         _collection_add_body,
         _collection_result,
         _duplicates_applied,
+        code="a",
     ),
     CurateCollection: Endpoint(
         "curate_collection",
@@ -361,8 +435,12 @@ ENDPOINTS: dict[type[Request], Endpoint[Any, Any]] = {
         _json_body,
         _collection_result,
         _duplicates_applied,
+        code="c",
     ),
 }
+
+#: Every endpoint's name, in the registry's order.
+ENDPOINT_NAMES = tuple(endpoint.name for endpoint in ENDPOINTS.values())
 
 
 def endpoint_for(request: Request) -> Endpoint[Any, Any]:

@@ -26,6 +26,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from .._endpoints import ENDPOINTS
 from .._errors import StoreUnavailable
 from ._memory import MemoryStore
 from ._store import (
@@ -72,20 +73,8 @@ def _scripts() -> dict[str, str]:
 _OPS = ("take", "settle", "refund")
 
 
-#: One letter per endpoint in key names: Redis pays for every byte of every key.
-_ENDPOINT_CODES = {
-    "create_tweet": "t",
-    "bookmark": "b",
-    "add_collection_entry": "a",
-    "curate_collection": "c",
-    "user_tweets": "r",
-    "media_upload": "u",
-    "media_initialize": "i",
-    "media_append": "p",
-    "media_finalize": "f",
-    "media_status": "s",
-    "media_metadata": "m",
-}
+#: One letter per endpoint in key names (the registry's ``code``): Redis pays for every byte of every key.
+_ENDPOINT_CODES = {endpoint.name: endpoint.code for endpoint in ENDPOINTS.values()}
 _SCOPE_IDS = {"window": 0, "user-24h": 1, "app-24h": 2}
 
 

@@ -9,42 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .._endpoints import ENDPOINT_NAMES, ENDPOINTS
 from .._errors import ValidationError
 from .._models import RateLimit
 from ._store import SEP, WindowLike, WindowSpec
 
 __all__ = ["APP_PREFIX", "DEFAULT_LIMITS", "ENDPOINT_NAMES", "Rules", "resolve_limits"]
 
-ENDPOINT_NAMES = (
-    "create_tweet",
-    "bookmark",
-    "add_collection_entry",
-    "curate_collection",
-    "user_tweets",
-    "media_upload",
-    "media_initialize",
-    "media_append",
-    "media_finalize",
-    "media_status",
-    "media_metadata",
-)
-
 #: Keys with this prefix configure app-wide limits: ``{"app:create_tweet": RateLimit(10_000, 86_400)}``.
 APP_PREFIX = "app:"
 
-#: Per-user windows by endpoint, and app-wide ones under ``app:<endpoint>``.
+#: Per-user windows by endpoint, and app-wide ones under ``app:<endpoint>``: the registry's.
 DEFAULT_LIMITS: Mapping[str, tuple[RateLimit, ...]] = {
-    "create_tweet": (RateLimit(100, 900.0),),
-    "bookmark": (RateLimit(50, 900.0),),
-    "user_tweets": (RateLimit(900, 900.0),),
-    # Media upload v2, per user per 15 minutes.
-    "media_upload": (RateLimit(500, 900.0),),
-    "media_initialize": (RateLimit(1875, 900.0),),
-    "media_append": (RateLimit(1875, 900.0),),
-    "media_finalize": (RateLimit(1875, 900.0),),
-    "media_status": (RateLimit(1000, 900.0),),
-    "media_metadata": (RateLimit(500, 900.0),),
-    "app:create_tweet": (RateLimit(10_000, 86_400.0),),
+    **{e.name: e.limits for e in ENDPOINTS.values() if e.limits},
+    **{APP_PREFIX + e.name: e.app_limits for e in ENDPOINTS.values() if e.app_limits},
 }
 
 
