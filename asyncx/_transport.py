@@ -24,6 +24,7 @@ import collections
 import functools
 import ipaddress
 import json
+import re
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -61,16 +62,21 @@ def _redacted(headers: Mapping[str, str]) -> str:
     return repr({k: "<hidden>" if k.lower() == "authorization" else v for k, v in headers.items()})
 
 
+#: ``scheme://user:password@`` anywhere in a text: what a proxy URL's secret looks like in a message.
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
+
+
+def _scrub(text: str) -> str:
+    """``text`` with every URL's user and password replaced (aiohttp names the proxy URL in its errors)."""
+    return _USERINFO.sub(r"\1<hidden>@", text)
+
+
 def _hide_userinfo(url: str | None) -> str:
-    """A proxy URL for a repr or a message: its user and password (secrets) hidden."""
+    """A proxy URL for a repr or a message: its user and password (secrets) hidden, whatever else is
+    wrong with it (a password with an unescaped ``/`` or ``#`` makes the rest of it look like a path)."""
     if url is None:
         return "None"
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return repr(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return repr(f"{parts.scheme}://<hidden>@{host}{port}")
+    return repr(_scrub(url))
 
 
 @attrs.frozen
@@ -299,9 +305,22 @@ def check_proxy(proxy: object, field: str = "proxy") -> str | None:
     if not isinstance(proxy, str):
         raise ValidationError(f"must be a URL string, got {type(proxy).__name__}", field=field)
     parts = urlsplit(proxy)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         raise ValidationError(
-            f"must be an http:// or https:// proxy URL, got {_hide_userinfo(proxy)}", field=field
+            f"must be an http:// or https:// proxy URL (host, optional port; percent-encode a '/', '#' "
+            f"or '@' in its user or password), got {_hide_userinfo(proxy)}",
+            field=field,
         )
     return proxy
 
@@ -537,6 +556,14 @@ class AiohttpTransport:
                 maybe_delivered=False,
                 retryable=False,
             )
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy answered CONNECT with an error
+            refused = exc.status in (401, 403, 407)
+            failure = TransportError(
+                f"the proxy {_hide_userinfo(proxy)} refused the request ({exc.status})"
+                + (": check its user and password" if exc.status == 407 else ""),
+                maybe_delivered=False,
+                retryable=not refused,  # the same credentials meet the same refusal
+            )
         except aiohttp.ClientProxyConnectionError as exc:
             where = _hide_userinfo(proxy)
             failure = TransportError(
@@ -610,8 +637,9 @@ class AiohttpTransport:
 
 
 def _words(exc: BaseException) -> str:
-    """An exception's class and message, cut: all of it that a ``TransportError`` keeps."""
-    return f"{exc.__class__.__name__}: {str(exc)[:300]}"
+    """An exception's class and message, cut, with any URL's password hidden: all of it that a
+    ``TransportError`` keeps."""
+    return f"{exc.__class__.__name__}: {_scrub(str(exc))[:300]}"
 
 
 Handler = Callable[[WireRequest], Awaitable[Response]]

@@ -568,6 +568,34 @@ async def test_https_goes_through_a_proxy_tunnel(proxy: Proxy, tmp_path: Path) -
     assert proxy.requests and proxy.requests[0].startswith(b"CONNECT 127.0.0.1:")
 
 
+async def test_a_proxy_that_refuses_its_credentials_is_final_and_keeps_the_password_hidden() -> None:
+    """A corporate proxy answers CONNECT with 407: one attempt (the same password meets the same
+    refusal), and the password is not in the message, though aiohttp's own names the proxy URL."""
+    connects = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connects
+        await reader.readuntil(b"\r\n\r\n")
+        connects += 1
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proxy = f"http://alice:proxy-password@127.0.0.1:{port}"
+        async with asyncx.Client(base_url="https://127.0.0.1:9", proxy=proxy) as client:
+            with pytest.raises(asyncx.TransportError) as info:
+                await client.create_tweet(text="hi", user=BOB)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert connects == 1 and info.value.retryable is False and "407" in str(info.value)
+    assert_no_secret(info.value, "proxy-password")
+
+
 async def test_plain_http_never_goes_through_a_proxy_off_loopback() -> None:
     """A request to a loopback http:// URL through a proxy elsewhere would carry its token in the clear."""
     async with FakeX() as fake:
@@ -579,10 +607,19 @@ async def test_plain_http_never_goes_through_a_proxy_off_loopback() -> None:
     assert info.value.retryable is False and "clear" in str(info.value)
 
 
-def test_a_bad_proxy_url_is_a_validation_error() -> None:
-    for bad in ("socks5://127.0.0.1:1080", "127.0.0.1:3128", 3128):
+def test_a_bad_proxy_url_is_a_validation_error_that_never_shows_the_password() -> None:
+    for bad in (
+        "socks5://127.0.0.1:1080",
+        "127.0.0.1:3128",
+        3128,
+        "http://user:pw-secret@127.0.0.1:3128x",  # a port that is not one
+        "http://user:pw-secret@127.0.0.1:99999",
+        "http://user:pw/secret@127.0.0.1:3128",  # an unescaped '/' makes the rest look like a path
+        "http://user:pw#secret@127.0.0.1:3128",
+    ):
         with pytest.raises(asyncx.ValidationError) as info:
             asyncx.Client(proxy=bad)  # type: ignore[arg-type]
         assert info.value.field == "proxy"
+        assert "secret" not in str(info.value), str(info.value)
     with pytest.raises(asyncx.ValidationError):
         asyncx.BearerUser("t", "1", proxy="ftp://x")
