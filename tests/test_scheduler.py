@@ -740,3 +740,30 @@ async def test_a_server_whose_429s_lie_and_windows_reopen_late_costs_one_429_a_w
     assert emulator.refused <= 2  # at most one per reopened window
     # Three windows of 900 s, each reopening under a second late: never a whole window parked extra.
     assert clock.time() - T0 < 2 * 900 + 2 * 3
+
+
+async def test_a_429_whose_reset_is_further_than_its_window_lasts_is_not_waited_for() -> None:
+    """A 15-minute window cannot reopen in 22 hours: such a reset is dropped, and one probe goes a second
+    later instead of the budget parking for a day."""
+    clock = ManualClock(T0)
+    sent: list[float] = []
+
+    async def handler(request: asyncx.WireRequest) -> asyncx.Response:
+        sent.append(clock.time())
+        date = formatdate(clock.time(), usegmt=True)
+        if len(sent) == 1:
+            far = {"x-rate-limit-limit": "3", "x-rate-limit-remaining": "0", "date": date}
+            far["x-rate-limit-reset"] = str(int(T0 + 80_000))
+            return asyncx.Response(429, far, b'{"title": "Too Many Requests"}')
+        return asyncx.Response(201, {"date": date}, b'{"data": {"id": "1", "text": "x"}}')
+
+    async def jump(seconds: float) -> None:
+        await clock.advance(seconds)
+
+    limits = {"create_tweet": asyncx.RateLimit(3, 900.0)}
+    client = asyncx.Client(
+        transport=asyncx.MockTransport(handler), clock=clock.time, sleep=jump, rate_limits=limits
+    )
+    async with client:
+        await client.create_tweet(text="x", user=asyncx.BearerUser("t", "42"))
+    assert len(sent) == 2 and sent[1] - T0 < 10

@@ -771,6 +771,9 @@ class Scheduler:
                     self._adopt(budget, scope)
                 self._rules.learn(budget.endpoint, scope, reading.limit)
             per_window = [readings.get(s or "") for s in budget.scopes]
+            if response.status == 429:
+                server_now = response.date if response.date is not None else now + low(self._skew())
+                per_window = _credible(per_window, budget.specs, server_now)
         status = response.status
         return Answer(status, per_window, response.retry_after if status == 429 else None)
 
@@ -832,3 +835,20 @@ class Scheduler:
         self._hand_on()
         if budget.queued() and budget.state is State.IDLE:
             self._kick(budget)
+
+
+#: Slack (seconds) on a window's length before a reset beyond it cannot be that window's.
+_RESET_SLACK = 60.0
+
+
+def _credible(
+    readings: Sequence[LimitReading | None], specs: Sequence[WindowLike], server_now: float
+) -> list[LimitReading | None]:
+    """A 429's readings, with any reset further off than its window lasts dropped (read as passed): a
+    15-minute window cannot reopen in 22 hours, and parking for that would stall the budget a day. The
+    store then waits for the reset it knew, or probes once shortly after."""
+    out = list(readings)
+    for i, (reading, spec) in enumerate(zip(readings, specs, strict=False)):
+        if reading is not None and reading.reset > server_now + spec.seconds + _RESET_SLACK:
+            out[i] = reading._replace(reset=0)
+    return out
