@@ -26,6 +26,7 @@ import ipaddress
 import json
 import re
 import ssl as _ssl
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -361,8 +362,6 @@ class _Inflater:
         if encoding in ("identity", ""):
             self._zlib = None
         elif encoding in ("gzip", "x-gzip", "deflate"):
-            import zlib
-
             self._zlib = zlib.decompressobj(47)  # a gzip or a zlib header, told apart by zlib
         else:
             raise _Undecodable(f"Content-Encoding {encoding[:40]!r} was not asked for")
@@ -377,8 +376,6 @@ class _Inflater:
         if self._zlib is None:
             yield self._take(chunk)
             return
-        import zlib
-
         data = chunk
         try:
             while data:
@@ -389,8 +386,6 @@ class _Inflater:
 
     def finish(self) -> Iterator[bytes]:
         if self._zlib is not None:
-            import zlib
-
             try:
                 yield self._take(self._zlib.flush())
             except zlib.error as exc:
