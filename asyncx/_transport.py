@@ -435,16 +435,18 @@ class AiohttpTransport:
         # inside it: ``_slots`` admits no more requests than the pool has connections. (aiohttp's per-read
         # timeout would do the same, at a cost of a timer per chunk read.)
         self._timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
-        # A given session keeps its own timeouts unless ``timeouts`` are given too: then they win.
-        self._request_timeout = (
-            None if session is not None and timeouts is _DEFAULT_TIMEOUTS else self._timeout
-        )
+        #: What every request passes aiohttp beside its own: bodies are decompressed in _read_body,
+        #: bounded; a given session keeps its own timeouts unless ``timeouts`` are given too.
+        self._extra: dict[str, Any] = {"auto_decompress": False}
+        if session is None or timeouts is not _DEFAULT_TIMEOUTS:
+            self._extra["timeout"] = self._timeout
         self._slots = _Slots(max_connections) if session is None else None
         self._max_connections = max_connections
         # An explicit context on every request: aiohttp would otherwise fall back to the connector's.
         self._ssl: _ssl.SSLContext | None = check_ssl(ssl, ca_bundle)
         self._proxy = check_proxy(proxy)
         self._trust_env = bool(trust_env)
+        self._env: Mapping[str, str] | None = None  # HTTPS_PROXY and the like, read on first use
         self._env_proxies: dict[tuple[str, str], str | None] = {}
         self._max_body = max_body
         self._closed = False
@@ -470,31 +472,41 @@ class AiohttpTransport:
     def _proxy_for(self, request: WireRequest) -> str | None:
         """The proxy ``request`` goes through: its own, the transport's, or the environment's for its host
         (looked up once per scheme and host: aiohttp's ``trust_env`` does it on every request, in a
-        thread, and would also add ``.netrc`` passwords)."""
+        thread, and would also add ``.netrc`` passwords). Without any, it costs two lookups."""
         proxy = request.proxy or self._proxy
-        parts = urlsplit(request.url)
-        if proxy is None and self._trust_env:
-            key = (parts.scheme, parts.netloc)
-            if key not in self._env_proxies:
-                import urllib.request  # once per host; it costs milliseconds to import
+        if proxy is None:
+            if not self._trust_env:
+                return None
+            if self._env is None:
+                import urllib.request  # once: it costs milliseconds to import
 
-                host = parts.hostname or ""
-                found = urllib.request.getproxies_environment()
-                bypass = not found or urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]
-                    host, found
-                )
-                self._env_proxies[key] = None if bypass else found.get(parts.scheme)
-            proxy = self._env_proxies[key]
-        if proxy is not None and parts.scheme == "http":
-            proxy_host = urlsplit(proxy).hostname or ""
-            if not _is_loopback(proxy_host):
-                raise TransportError(
-                    f"refused to send a plain http:// request through the proxy {_hide_userinfo(proxy)}: "
-                    "its credentials would cross the network in the clear",
-                    maybe_delivered=False,
-                    retryable=False,
-                )
+                self._env = urllib.request.getproxies_environment()
+            if not self._env:
+                return None
+            proxy = self._env_proxy(request.url, self._env)
+            if proxy is None:
+                return None
+        if request.url.startswith("http:") and not _is_loopback(urlsplit(proxy).hostname or ""):
+            raise TransportError(
+                f"refused to send a plain http:// request through the proxy {_hide_userinfo(proxy)}: "
+                "its credentials would cross the network in the clear",
+                maybe_delivered=False,
+                retryable=False,
+            )
         return proxy
+
+    def _env_proxy(self, url: str, found: Mapping[str, str]) -> str | None:
+        """The environment's proxy for ``url``'s scheme, unless ``NO_PROXY`` names its host."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._env_proxies:
+            import urllib.request
+
+            bypass = urllib.request.proxy_bypass_environment(  # type: ignore[attr-defined]
+                parts.hostname or "", found
+            )
+            self._env_proxies[key] = None if bypass else found.get(parts.scheme)
+        return self._env_proxies[key]
 
     async def send(self, request: WireRequest) -> Response:
         """Send ``request`` once and return the answer, whatever its status; raise ``TransportError``
@@ -514,11 +526,9 @@ class AiohttpTransport:
             _LargeBody(raw) if raw is not None and len(raw) > _LARGE_BODY else raw
         )
         proxy = self._proxy_for(request)
-        extra: dict[str, Any] = {"auto_decompress": False}  # decompressed in _read_body, bounded
-        if self._request_timeout is not None:
-            extra["timeout"] = self._request_timeout
+        extra = self._extra
         if request.method in _IDEMPOTENT:  # only these would aiohttp send again
-            extra["middlewares"] = (*getattr(session, "_middlewares", ()), _send_once())
+            extra = {**extra, "middlewares": (*getattr(session, "_middlewares", ()), _send_once())}
         slots = self._slots  # taken here, so that ``total`` never counts the wait for a connection
         if slots is not None and not slots.take():
             await slots.wait()
