@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections import Counter
@@ -301,6 +302,8 @@ async def test_a_mistyped_secret_is_named_and_the_fixed_rerun_finishes_the_queue
         code, out, err = await _cli("post", jobs, *common, "--credentials", bad)
         assert code == 1 and "user 'ann': credentials refused (401); 3 line(s) not done" in err, err
         assert "typo-secret" not in out + err and len(fake.posts) == 0
+        # The worker says why, in X's words, under its table, as a jobs-file run does.
+        assert re.search(r"(?m)^Unauthorized: 401", out + err), out + err
         code, _, err = await _cli("post", jobs, *common, "--credentials", good)
         assert code == 0 and "3 line(s) added" in err, err
         assert _texts(fake) == Counter({f"typo {i}": 1 for i in range(3)})

@@ -133,7 +133,7 @@ class _Report:
             if o.status == "failed":
                 kind = o.error_type or "Error"
                 self.errors[kind] = self.errors.get(kind, 0) + 1
-                self.reasons.setdefault(kind, cut(o.error or "", 300))
+        note_reasons(outcome, self.reasons)
         self.add({"line": self.numbers.pop(outcome.key, None), **outcome.to_dict()})
 
     def problem(self, problem: LineProblem) -> None:
@@ -684,6 +684,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("time", f"{summary['seconds']:.1f}s")
     console = Console()
     console.print(table)
-    for error, reason in sorted(summary.get("reasons", {}).items()):
+    print_reasons(console, summary.get("reasons", {}))
+
+
+def note_reasons(outcome: Outcome, reasons: dict[str, str]) -> None:
+    """Keep the first message seen for each kind of failure in ``outcome`` and its steps: what a
+    summary's "why not" means, in X's or asyncx's words (a job file's and a queue worker's alike)."""
+    for o in (outcome, *outcome.steps):
+        if o.status == "failed":
+            reasons.setdefault(o.error_type or "Error", cut(o.error or "", 300))
+
+
+def print_reasons(console: Console, reasons: Mapping[str, str]) -> None:
+    """One line per kind of failure, under a summary's table."""
+    for error, reason in sorted(reasons.items()):
         if reason:
             console.print(f"{error}: {reason}", markup=False, highlight=False, soft_wrap=True)

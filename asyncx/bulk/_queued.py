@@ -26,6 +26,8 @@ from ._command import (
     _Refusals,
     _Report,
     _Usage,
+    note_reasons,
+    print_reasons,
     run_command,
 )
 from ._jobs import Credentials, read_lines
@@ -120,6 +122,7 @@ async def _work(
     client, store = _client_for(args, creds, args.base_url or DEFAULT_BASE_URL)
     assert store is not None  # the queue's commands all take --redis
     mine: Counter[str] = Counter()
+    reasons: dict[str, str] = {}
     refused = _Refusals(creds)
     start = time.monotonic()
     async with client:
@@ -128,6 +131,7 @@ async def _work(
         try:
             async for outcome in run(client, queue, concurrency=args.concurrency):
                 mine[outcome.kind] += 1
+                note_reasons(outcome, reasons)
                 refused.count(outcome)
         except StoreUnavailable as exc:
             raise _Usage(
@@ -148,6 +152,7 @@ async def _work(
             "this_worker": {"lines": ended, **mine},
             "seconds": round(time.monotonic() - start, 3),
             "redis_round_trips_per_line": round(trips / ended, 2) if ended else None,
+            "reasons": reasons,
         }
         if refused.lines:
             summary["credentials_refused"] = refused.lines
@@ -155,6 +160,7 @@ async def _work(
             summary["stopped_by"] = stopped.signum
         report.close(summary)
     _print_counts(f"queue {args.queue}", counts, mine)
+    print_reasons(Console(), reasons)
     refused.tell(console)
     if stopped.signum is not None:
         console.print("stopped: this worker's lines not done went back to the queue")
