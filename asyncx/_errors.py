@@ -77,10 +77,12 @@ MAX_MESSAGE = 1000
 
 
 def cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text``, or its first ``limit`` characters and a note of how many more there were."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+    """``text``, or its first ``limit`` characters and a note of how many more there were; printable as
+    UTF-8 whatever a server sent."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    # A lone surrogate (JSON allows "\udc00") cannot be printed or logged as UTF-8: it becomes "?".
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 @attrs.frozen

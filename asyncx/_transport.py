@@ -67,8 +67,14 @@ def _redacted(headers: Mapping[str, str]) -> str:
 _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
 
 
-def _scrub(text: str) -> str:
-    """``text`` with every URL's user and password replaced (aiohttp names the proxy URL in its errors)."""
+def _scrub(text: str, *urls: str | None) -> str:
+    """``text`` with every URL's user and password replaced (aiohttp names the proxy URL in its errors):
+    those of ``urls`` literally, whatever characters they hold, then anything shaped like one."""
+    for url in urls:
+        if url and "@" in url:
+            userinfo = url.partition("://")[2].rpartition("@")[0]
+            if userinfo:
+                text = text.replace(userinfo, "<hidden>")
     return _USERINFO.sub(r"\1<hidden>@", text)
 
 
@@ -77,7 +83,7 @@ def _hide_userinfo(url: str | None) -> str:
     wrong with it (a password with an unescaped ``/`` or ``#`` makes the rest of it look like a path)."""
     if url is None:
         return "None"
-    return repr(_scrub(url))
+    return repr(_scrub(url, url))
 
 
 @attrs.frozen
@@ -556,8 +562,8 @@ class AiohttpTransport:
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # Another attempt meets the same certificate: this is final, and nothing was written.
             failure = TransportError(
-                f"TLS failed: the server's certificate did not verify ({_words(exc)}); trust a private "
-                "CA with ca_bundle= (asyncx post --ca-bundle) or SSL_CERT_FILE",
+                f"TLS failed: the server's certificate did not verify ({_words(exc, proxy)}); trust a "
+                "private CA with ca_bundle= (asyncx post --ca-bundle) or SSL_CERT_FILE",
                 maybe_delivered=False,
                 retryable=False,
             )
@@ -572,20 +578,22 @@ class AiohttpTransport:
         except aiohttp.ClientProxyConnectionError as exc:
             where = _hide_userinfo(proxy)
             failure = TransportError(
-                f"could not connect to the proxy {where}: {_words(exc)}", maybe_delivered=False
+                f"could not connect to the proxy {where}: {_words(exc, proxy)}", maybe_delivered=False
             )
         except aiohttp.ClientConnectorError as exc:
             # Covers DNS and refused connections: nothing was written.
-            failure = TransportError(f"could not connect: {_words(exc)}", maybe_delivered=False)
+            failure = TransportError(f"could not connect: {_words(exc, proxy)}", maybe_delivered=False)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             connect = isinstance(exc, aiohttp.ConnectionTimeoutError)
             failure = TransportError("timed out waiting for X", maybe_delivered=not connect)
         except aiohttp.ClientResponseError as exc:  # a status line or headers aiohttp cannot parse
-            failure = TransportError(f"X's answer could not be read: {_words(exc)}", maybe_delivered=True)
+            failure = TransportError(
+                f"X's answer could not be read: {_words(exc, proxy)}", maybe_delivered=True
+            )
         except aiohttp.ClientError as exc:
-            failure = TransportError(f"connection failed: {_words(exc)}", maybe_delivered=True)
+            failure = TransportError(f"connection failed: {_words(exc, proxy)}", maybe_delivered=True)
         except RuntimeError as exc:  # aiohttp's "Session is closed", a loop mismatch and the like
-            failure = UsageError(f"the aiohttp session cannot send: {_words(exc)}")
+            failure = UsageError(f"the aiohttp session cannot send: {_words(exc, proxy)}")
         finally:
             if slots is not None:
                 slots.release()
@@ -605,10 +613,10 @@ class AiohttpTransport:
         length = resp.content_length
         if encoding == "identity" and length is not None and length <= cap:
             return await resp.read()  # its size is known and within bounds: one read
-        inflate = _Inflater(encoding, cap)
         parts: list[bytes] = []
         size = 0
         try:
+            inflate = _Inflater(encoding, cap)
             async for chunk in resp.content.iter_any():
                 size += len(chunk)
                 if size > cap:
@@ -641,10 +649,10 @@ class AiohttpTransport:
         self._session = None
 
 
-def _words(exc: BaseException) -> str:
-    """An exception's class and message, cut, with any URL's password hidden: all of it that a
-    ``TransportError`` keeps."""
-    return f"{exc.__class__.__name__}: {_scrub(str(exc))[:300]}"
+def _words(exc: BaseException, proxy: str | None = None) -> str:
+    """An exception's class and message, cut, with the proxy's and any URL's password hidden: all of it
+    that a ``TransportError`` keeps."""
+    return f"{exc.__class__.__name__}: {_scrub(str(exc), proxy)[:300]}"
 
 
 Handler = Callable[[WireRequest], Awaitable[Response]]

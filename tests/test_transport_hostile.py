@@ -204,6 +204,35 @@ async def test_a_deeply_nested_token_refresh_answer_is_a_typed_error(
     assert_no_secret(info.value, "expired-token-value", "refresh-token-value")
 
 
+@pytest.mark.parametrize(("status", "error"), [(201, asyncx.MalformedResponse), (500, asyncx.TransportError)])
+async def test_an_encoding_not_asked_for_is_a_typed_error(
+    serve: Callable[[Handler], Awaitable[str]], status: int, error: type[asyncx.XError]
+) -> None:
+    async def brotli(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=b"\x8b\x02\x80", headers={"Content-Encoding": "br"})
+
+    url = await serve(_hostile(brotli))
+    async with _client(url) as client:
+        with pytest.raises(asyncx.XError) as info:
+            await client.create_tweet(text="br", user=BOB)
+        await _next_call_works(client, url)
+    assert type(info.value) is error and "br" in str(info.value)
+
+
+async def test_lone_surrogates_in_a_servers_text_leave_the_error_printable(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def odd(request: web.Request) -> web.Response:
+        return web.Response(status=403, body=b'{"title": "Forbidden", "detail": "bad \\udc00 text"}')
+
+    url = await serve(_hostile(odd))
+    async with _client(url) as client:
+        with pytest.raises(asyncx.Forbidden) as info:
+            await client.create_tweet(text="odd", user=BOB)
+    str(info.value).encode("utf-8")  # printable and loggable as UTF-8
+    assert info.value.problem is not None and "bad ? text" in info.value.problem.detail
+
+
 # -- headers, time ----------------------------------------------------------------------------------
 
 
@@ -585,7 +614,7 @@ async def test_a_proxy_that_refuses_its_credentials_is_final_and_keeps_the_passw
     server = await asyncio.start_server(refuse, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        proxy = f"http://alice:proxy-password@127.0.0.1:{port}"
+        proxy = f"http://alice:proxy-pa'ss\"word@127.0.0.1:{port}"  # quotes too
         async with asyncx.Client(base_url="https://127.0.0.1:9", proxy=proxy) as client:
             with pytest.raises(asyncx.TransportError) as info:
                 await client.create_tweet(text="hi", user=BOB)
@@ -593,7 +622,7 @@ async def test_a_proxy_that_refuses_its_credentials_is_final_and_keeps_the_passw
         server.close()
         await server.wait_closed()
     assert connects == 1 and info.value.retryable is False and "407" in str(info.value)
-    assert_no_secret(info.value, "proxy-password")
+    assert_no_secret(info.value, "proxy-pa", 'ss"word')
 
 
 async def test_plain_http_never_goes_through_a_proxy_off_loopback() -> None:
